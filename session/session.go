@@ -1,0 +1,106 @@
+package session
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Errors callers branch on. Every reason a cookie is unusable is ErrNoSession
+// (or wraps it): a missing, tampered, truncated, expired or foreign cookie is
+// "no session", never a server error.
+var (
+	ErrNoSession = errors.New("session: no session")
+	ErrInvalid   = fmt.Errorf("%w: cookie does not authenticate", ErrNoSession)
+	ErrExpired   = fmt.Errorf("%w: session expired", ErrNoSession)
+	ErrTooLarge  = errors.New("session: sealed session exceeds the cookie size limit")
+)
+
+// Session is what the gateway remembers about a signed-in user. It is sealed
+// into the session cookie; field names are short to keep the cookie small.
+type Session struct {
+	// ID is random per login and never reused, so a new login never
+	// continues an old session (no fixation).
+	ID string `json:"id"`
+	// Subject is the provider's `sub` for the user.
+	Subject string `json:"sub"`
+	// User is the value of the configured user claim (default `sub`).
+	User string `json:"u,omitempty"`
+	// Email is the value of the configured email claim.
+	Email string `json:"em,omitempty"`
+	// EmailVerified is the provider's `email_verified`.
+	EmailVerified bool `json:"ev,omitempty"`
+	// PreferredUsername is the `preferred_username` claim.
+	PreferredUsername string `json:"pu,omitempty"`
+	// Name is the `name` claim.
+	Name string `json:"n,omitempty"`
+	// Groups is the value of the configured groups claim.
+	Groups []string `json:"g,omitempty"`
+	// Claims holds further claims the configuration maps, as strings.
+	Claims map[string]string `json:"c,omitempty"`
+	// SID is the provider's session id (`sid`), for logout.
+	SID string `json:"sid,omitempty"`
+	// AccessToken, RefreshToken and IDToken are the provider's tokens.
+	AccessToken  string `json:"at,omitempty"`
+	RefreshToken string `json:"rt,omitempty"`
+	IDToken      string `json:"it,omitempty"`
+	// AccessExpiry is when the access token expires (Unix seconds; 0: unknown).
+	AccessExpiry int64 `json:"ax,omitempty"`
+	// Created is when the user logged in (Unix seconds). The absolute session
+	// lifetime counts from here.
+	Created int64 `json:"t"`
+}
+
+// NewID returns a fresh random session ID.
+func NewID() string { return rand.Text() }
+
+// CheckLifetime reports ErrExpired when a session created at s.Created has
+// outlived lifetime at now, or claims to be created in the future.
+func (s *Session) CheckLifetime(now time.Time, lifetime time.Duration) error {
+	created := time.Unix(s.Created, 0)
+	if s.Created <= 0 || created.After(now.Add(time.Minute)) || !now.Before(created.Add(lifetime)) {
+		return ErrExpired
+	}
+	return nil
+}
+
+// ExpiresAt returns when the session's absolute lifetime ends.
+func (s *Session) ExpiresAt(lifetime time.Duration) time.Time {
+	return time.Unix(s.Created, 0).Add(lifetime)
+}
+
+// LogValue redacts the tokens: logs show whether a token is present, never its value.
+func (s *Session) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("id", s.ID),
+		slog.String("sub", s.Subject),
+		slog.String("user", s.User),
+		slog.String("email", s.Email),
+		slog.Bool("access_token", s.AccessToken != ""),
+		slog.Bool("refresh_token", s.RefreshToken != ""),
+		slog.Bool("id_token", s.IDToken != ""),
+		slog.Int64("created", s.Created),
+	)
+}
+
+// String is the redacted form of LogValue, for fmt.
+func (s *Session) String() string {
+	return fmt.Sprintf("session{id:%s sub:%q access_token:%t refresh_token:%t}",
+		s.ID, s.Subject, s.AccessToken != "", s.RefreshToken != "")
+}
+
+func (s *Session) marshal() ([]byte, error) { return json.Marshal(s) }
+
+func unmarshalSession(b []byte) (*Session, error) {
+	var s Session
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, ErrInvalid
+	}
+	if s.ID == "" || s.Subject == "" {
+		return nil, ErrInvalid
+	}
+	return &s, nil
+}
