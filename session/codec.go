@@ -53,7 +53,7 @@ func NewCodec(purpose string, secrets [][]byte, maxLen int) (*Codec, error) {
 			BlockFunc(aes.NewCipher).
 			SetSerializer(securecookie.NopEncoder{}).
 			MaxLength(0). // checked by Seal and Unseal, with errors of our own
-			MaxAge(0) // lifetimes are enforced from data inside the sealed value, with an injectable clock
+			MaxAge(0)     // lifetimes are enforced from data inside the sealed value, with an injectable clock
 		c.codecs = append(c.codecs, sc)
 	}
 	return c, nil

@@ -63,11 +63,11 @@ type Options struct {
 // sealed per-login cookies. It holds no per-user state, so any number of
 // instances with the same secrets serve the same users.
 type CookieStore struct {
-	opts          Options
-	sessionCodec  *Codec
-	loginCodec    *Codec
-	chunkPrefix   string // Name + "_"
-	loginPrefix   string // Name + "_login_"
+	opts         Options
+	sessionCodec *Codec
+	loginCodec   *Codec
+	chunkPrefix  string // Name + "_"
+	loginPrefix  string // Name + "_login_"
 }
 
 // NewCookieStore checks opts and derives the cookie keys.
@@ -106,9 +106,9 @@ func NewCookieStore(opts Options) (*CookieStore, error) {
 		return nil, fmt.Errorf("session: cookie name %q forbids a cookie domain", opts.Name)
 	}
 	s := &CookieStore{
-		opts:          opts,
-		chunkPrefix:   opts.Name + "_",
-		loginPrefix:   opts.Name + "_login_",
+		opts:        opts,
+		chunkPrefix: opts.Name + "_",
+		loginPrefix: opts.Name + "_login_",
 	}
 	var err error
 	if s.sessionCodec, err = NewCodec("session", opts.Secrets, chunkSize*maxChunks); err != nil {
