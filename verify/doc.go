@@ -1,0 +1,30 @@
+// Package verify checks JSON Web Tokens signed by an OpenID provider: ID
+// tokens during a login and, later, bearer access tokens on API requests.
+//
+// A Verifier (New) holds what a token must satisfy: the exact issuer, the
+// accepted audiences, an allow-list of asymmetric JWS algorithms (HMAC and
+// "none" are never accepted, so a public key can never be used as an HMAC
+// secret), a clock skew and a size cap. Verify takes a compact JWS and, in
+// this order: caps its size; splits and strictly decodes it; checks the
+// header's alg against the allow-list before any key is consulted; refuses
+// critical header extensions; finds the keys that fit the header's kid and
+// alg in the KeySet (refreshing the set once, rate-limited, when none fits);
+// checks the signature with jwx; and only then parses the claims and checks
+// iss, aud, exp (required), nbf and iat. Failures wrap ErrInvalidToken;
+// ErrKeysUnavailable means no keys could be obtained at all.
+//
+// A KeySet is either a StaticKeySet (NewStaticKeySet, from a JWKS document)
+// or a RemoteKeySet (NewRemoteKeySet): the provider's jwks_uri, fetched
+// lazily by jwx's jwk.Cache, refreshed in the background, honouring the
+// provider's Cache-Control above a floor. Verification reads an atomic
+// snapshot of the last good key set, so it never waits on the network once
+// keys are known, and a provider outage keeps the old keys working. On-demand
+// fetches (first use, unknown kid) are shared by concurrent callers and
+// rate-limited, so a flood of tokens with random kids cannot hammer the
+// provider. Keys without an alg are usable, but only for algorithms that fit
+// their key type and curve; RSA keys shorter than 2048 bits, symmetric keys
+// and encryption keys are ignored.
+//
+// Claims exposes the registered and OpenID Connect claims, and Map returns
+// all of them for claim mapping.
+package verify

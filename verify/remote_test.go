@@ -1,0 +1,299 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/internal/httpx"
+	"github.com/gatehouse-auth/gatehouse/internal/jwttest"
+)
+
+// jwksServer is a provider's JWKS endpoint whose keys, availability and
+// fetch count the test controls.
+type jwksServer struct {
+	*httptest.Server
+	mu      sync.Mutex
+	body    []byte
+	status  int
+	fetches atomic.Int64
+}
+
+func newJWKSServer(t *testing.T, keys ...*jwttest.Key) *jwksServer {
+	s := &jwksServer{body: jwttest.JWKS(keys...), status: http.StatusOK}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fetches.Add(1)
+		s.mu.Lock()
+		body, status := s.body, s.status
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=300")
+		w.WriteHeader(status)
+		w.Write(body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *jwksServer) publish(keys ...*jwttest.Key) {
+	s.mu.Lock()
+	s.body = jwttest.JWKS(keys...)
+	s.mu.Unlock()
+}
+
+func (s *jwksServer) setStatus(code int) {
+	s.mu.Lock()
+	s.status = code
+	s.mu.Unlock()
+}
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newRemote(t *testing.T, url string, c *testClock) *RemoteKeySet {
+	t.Helper()
+	ks, err := NewRemoteKeySet(context.Background(), url, RemoteOptions{Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ks.Close)
+	return ks
+}
+
+func TestRemoteFetchesOnceAndCaches(t *testing.T) {
+	k := jwttest.NewKey("k1", "RS256")
+	srv := newJWKSServer(t, k)
+	ks := newRemote(t, srv.URL, &testClock{t: epoch})
+	v := newVerifier(t, ks)
+	if srv.fetches.Load() != 0 {
+		t.Fatal("NewRemoteKeySet fetched eagerly")
+	}
+	for range 50 {
+		if _, err := v.Verify(context.Background(), k.Sign(validClaims(), nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := srv.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches for 50 verifications, want 1", n)
+	}
+}
+
+func TestRemoteKeyRotation(t *testing.T) {
+	oldKey := jwttest.NewKey("2026-10", "RS256")
+	newKey := jwttest.NewKey("2026-11", "RS256")
+	srv := newJWKSServer(t, oldKey)
+	c := &testClock{t: epoch}
+	ks := newRemote(t, srv.URL, c)
+	v := newVerifier(t, ks)
+	oldToken := oldKey.Sign(validClaims(), nil)
+	if _, err := v.Verify(context.Background(), oldToken); err != nil {
+		t.Fatal(err)
+	}
+
+	// The provider rotates: it publishes the new key next to the old one
+	// and signs new tokens with it.
+	srv.publish(newKey, oldKey)
+	c.advance(DefaultMinRefetchInterval)
+	if _, err := v.Verify(context.Background(), newKey.Sign(validClaims(), nil)); err != nil {
+		t.Fatalf("token signed with the new key: %v", err)
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches, want 2 (one refetch for the new kid)", n)
+	}
+	if _, err := v.Verify(context.Background(), oldToken); err != nil {
+		t.Fatalf("old token while the old key is still published: %v", err)
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches after verifying known kids, want 2", n)
+	}
+}
+
+func TestRemoteDownThenUp(t *testing.T) {
+	k := jwttest.NewKey("k1", "ES256")
+	srv := newJWKSServer(t, k)
+	srv.setStatus(http.StatusServiceUnavailable)
+	c := &testClock{t: epoch}
+	v := newVerifier(t, newRemote(t, srv.URL, c))
+	token := k.Sign(validClaims(), nil)
+
+	for range 10 {
+		if _, err := v.Verify(context.Background(), token); !errors.Is(err, ErrKeysUnavailable) {
+			t.Fatalf("JWKS down: err = %v, want ErrKeysUnavailable", err)
+		}
+	}
+	if n := srv.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches while down within one interval, want 1", n)
+	}
+
+	srv.setStatus(http.StatusOK)
+	c.advance(DefaultMinRefetchInterval)
+	if _, err := v.Verify(context.Background(), token); err != nil {
+		t.Fatalf("JWKS back up: %v", err)
+	}
+}
+
+func TestRemoteOutageKeepsCachedKeys(t *testing.T) {
+	k := jwttest.NewKey("k1", "ES256")
+	srv := newJWKSServer(t, k)
+	c := &testClock{t: epoch}
+	v := newVerifier(t, newRemote(t, srv.URL, c))
+	token := k.Sign(validClaims(), nil)
+	if _, err := v.Verify(context.Background(), token); err != nil {
+		t.Fatal(err)
+	}
+	srv.setStatus(http.StatusInternalServerError)
+	srv.publish() // and an empty set, should it come back
+	c.advance(time.Hour)
+	if _, err := v.Verify(context.Background(), jwttest.NewKey("other", "ES256").Sign(validClaims(), nil)); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("unknown kid during outage: %v", err)
+	}
+	if _, err := v.Verify(context.Background(), token); err != nil {
+		t.Fatalf("cached key during outage: %v", err)
+	}
+	// A reachable provider publishing an empty set does not wipe the keys either.
+	srv.setStatus(http.StatusOK)
+	c.advance(time.Hour)
+	_, _ = v.Verify(context.Background(), jwttest.NewKey("other2", "ES256").Sign(validClaims(), nil))
+	if _, err := v.Verify(context.Background(), token); err != nil {
+		t.Fatalf("cached key after an empty JWKS: %v", err)
+	}
+}
+
+func TestRemoteRandomKidFlood(t *testing.T) {
+	k := jwttest.NewKey("k1", "ES256")
+	srv := newJWKSServer(t, k)
+	c := &testClock{t: epoch}
+	v := newVerifier(t, newRemote(t, srv.URL, c))
+	if _, err := v.Verify(context.Background(), k.Sign(validClaims(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	c.advance(DefaultMinRefetchInterval)
+	var wg sync.WaitGroup
+	var accepted atomic.Int64
+	for i := range 1000 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := jwttest.Raw(map[string]any{"alg": "ES256", "kid": fmt.Sprintf("random-%d", i)}, validClaims(), func([]byte) []byte { return make([]byte, 64) })
+			if _, err := v.Verify(context.Background(), tok); err == nil {
+				accepted.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if accepted.Load() != 0 {
+		t.Fatal("a token with a random kid was accepted")
+	}
+	if n := srv.fetches.Load(); n > 2 {
+		t.Fatalf("1000 random kids caused %d JWKS fetches, want at most 2", n)
+	}
+	t.Logf("1000 random kids: %d JWKS fetches in all", srv.fetches.Load())
+}
+
+func TestRemoteHostileJWKS(t *testing.T) {
+	k := jwttest.NewKey("k1", "ES256")
+	token := k.Sign(validClaims(), nil)
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+	}{
+		{"oversized", func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(`{"keys":[`))
+			w.Write([]byte(strings.Repeat(" ", 2<<20)))
+		}},
+		{"not JSON", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>")) }},
+		{"hangs", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-block:
+			case <-r.Context().Done():
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			ks, err := NewRemoteKeySet(context.Background(), srv.URL, RemoteOptions{
+				HTTPClient: httpx.NewClient(nil, 300*time.Millisecond, 0),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ks.Close()
+			v := newVerifier(t, ks)
+			if _, err := v.Verify(context.Background(), token); !errors.Is(err, ErrKeysUnavailable) {
+				t.Fatalf("err = %v, want ErrKeysUnavailable", err)
+			}
+		})
+	}
+}
+
+func TestRemoteCallerContextBoundsTheWait(t *testing.T) {
+	block := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(block)
+	ks := newRemote(t, srv.URL, &testClock{t: epoch})
+	v := newVerifier(t, ks)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := v.Verify(ctx, jwttest.NewKey("k", "ES256").Sign(validClaims(), nil)); !errors.Is(err, ErrKeysUnavailable) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRemoteCloseStopsGoroutines(t *testing.T) {
+	k := jwttest.NewKey("k1", "ES256")
+	srv := newJWKSServer(t, k)
+	before := runtime.NumGoroutine()
+	for range 20 {
+		ks, err := NewRemoteKeySet(context.Background(), srv.URL, RemoteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := newVerifier(t, ks)
+		if _, err := v.Verify(context.Background(), k.Sign(validClaims(), nil)); err != nil {
+			t.Fatal(err)
+		}
+		ks.Close()
+	}
+	srv.CloseClientConnections()
+	http.DefaultClient.CloseIdleConnections()
+	var after int
+	for range 100 {
+		after = runtime.NumGoroutine()
+		if after <= before+2 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("goroutines: %d before, %d after closing 20 key sets", before, after)
+}

@@ -1,0 +1,164 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Errors callers branch on. Every reason a token is refused wraps
+// ErrInvalidToken, except ErrKeysUnavailable: then the token could not be
+// checked at all because no signing keys could be obtained.
+var (
+	ErrInvalidToken    = errors.New("verify: invalid token")
+	ErrMalformed       = fmt.Errorf("%w: malformed", ErrInvalidToken)
+	ErrTooLarge        = fmt.Errorf("%w: too large", ErrInvalidToken)
+	ErrAlgorithm       = fmt.Errorf("%w: signing algorithm not allowed", ErrInvalidToken)
+	ErrUnknownKey      = fmt.Errorf("%w: no signing key matches", ErrInvalidToken)
+	ErrSignature       = fmt.Errorf("%w: bad signature", ErrInvalidToken)
+	ErrIssuer          = fmt.Errorf("%w: wrong issuer", ErrInvalidToken)
+	ErrAudience        = fmt.Errorf("%w: wrong audience", ErrInvalidToken)
+	ErrMissingExpiry   = fmt.Errorf("%w: no exp claim", ErrInvalidToken)
+	ErrExpired         = fmt.Errorf("%w: expired", ErrInvalidToken)
+	ErrNotYetValid     = fmt.Errorf("%w: not valid yet (nbf)", ErrInvalidToken)
+	ErrIssuedInFuture  = fmt.Errorf("%w: issued in the future (iat)", ErrInvalidToken)
+	ErrKeysUnavailable = errors.New("verify: signing keys unavailable")
+)
+
+// Defaults of Config.
+const (
+	DefaultClockSkew    = 30 * time.Second
+	DefaultMaxTokenSize = 16 << 10
+)
+
+// AsymmetricAlgorithms are the JWS algorithms a Verifier may accept. HMAC
+// and "none" are never accepted: a public key is not a shared secret.
+var AsymmetricAlgorithms = []string{
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512",
+	"EdDSA",
+}
+
+// Config configures a Verifier.
+type Config struct {
+	// Issuer is the exact `iss` a token must carry. Required.
+	Issuer string
+	// Audiences: a token's `aud` must contain at least one of them. Required.
+	Audiences []string
+	// Algorithms allowed in the token header; a subset of
+	// AsymmetricAlgorithms. Default: all of AsymmetricAlgorithms.
+	Algorithms []string
+	// Keys are the provider's public keys. Required.
+	Keys KeySet
+	// ClockSkew is tolerated on exp, nbf and iat. Default 30s.
+	ClockSkew time.Duration
+	// MaxTokenSize is the longest token (bytes) looked at. Default 16 KiB.
+	MaxTokenSize int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Verifier checks signed JWTs (ID tokens and access tokens) against a
+// provider's keys and the registered claims.
+type Verifier struct {
+	cfg  Config
+	algs map[string]bool
+}
+
+// New checks cfg (failing closed on anything incomplete or unsafe) and
+// returns a Verifier.
+func New(cfg Config) (*Verifier, error) {
+	if cfg.Issuer == "" {
+		return nil, errors.New("verify: issuer is required")
+	}
+	if len(cfg.Audiences) == 0 || slices.Contains(cfg.Audiences, "") {
+		return nil, errors.New("verify: at least one non-empty audience is required")
+	}
+	if cfg.Keys == nil {
+		return nil, errors.New("verify: a key set is required")
+	}
+	if cfg.ClockSkew == 0 {
+		cfg.ClockSkew = DefaultClockSkew
+	}
+	if cfg.ClockSkew < 0 || cfg.ClockSkew > 10*time.Minute {
+		return nil, fmt.Errorf("verify: clock skew %s out of range [0, 10m]", cfg.ClockSkew)
+	}
+	if cfg.MaxTokenSize <= 0 {
+		cfg.MaxTokenSize = DefaultMaxTokenSize
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = AsymmetricAlgorithms
+	}
+	v := &Verifier{cfg: cfg, algs: make(map[string]bool, len(cfg.Algorithms))}
+	for _, alg := range cfg.Algorithms {
+		if !slices.Contains(AsymmetricAlgorithms, alg) {
+			return nil, fmt.Errorf("verify: algorithm %q is not an allowed asymmetric algorithm", alg)
+		}
+		v.algs[alg] = true
+	}
+	cfg.Audiences = slices.Clone(cfg.Audiences)
+	return v, nil
+}
+
+// Verify checks token's size and form, its header algorithm against the
+// allow-list, its signature against the key set (refetching the keys once,
+// rate-limited, for an unknown key id), then `iss`, `aud`, `exp` (required),
+// `nbf` and `iat` with the clock skew. It returns the claims, or an error
+// wrapping ErrInvalidToken (or ErrKeysUnavailable).
+func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	if len(token) > v.cfg.MaxTokenSize {
+		return nil, ErrTooLarge
+	}
+	parts, err := splitCompact(token)
+	if err != nil {
+		return nil, err
+	}
+	h, err := parseHeader(parts.header)
+	if err != nil {
+		return nil, err
+	}
+	if !v.algs[h.Alg] {
+		return nil, ErrAlgorithm
+	}
+	if err := checkSignature(ctx, v.cfg.Keys, h, parts); err != nil {
+		return nil, err
+	}
+	c, err := parseClaims(parts.payload)
+	if err != nil {
+		return nil, err
+	}
+	c.Algorithm = h.Alg
+	if err := v.checkClaims(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (v *Verifier) checkClaims(c *Claims) error {
+	if c.Issuer != v.cfg.Issuer {
+		return ErrIssuer
+	}
+	if !slices.ContainsFunc(c.Audience, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }) {
+		return ErrAudience
+	}
+	now, skew := v.cfg.Now(), v.cfg.ClockSkew
+	if c.Expiry.IsZero() {
+		return ErrMissingExpiry
+	}
+	if !now.Before(c.Expiry.Add(skew)) {
+		return ErrExpired
+	}
+	if !c.NotBefore.IsZero() && now.Add(skew).Before(c.NotBefore) {
+		return ErrNotYetValid
+	}
+	if !c.IssuedAt.IsZero() && now.Add(skew).Before(c.IssuedAt) {
+		return ErrIssuedInFuture
+	}
+	return nil
+}
