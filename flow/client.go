@@ -1,0 +1,463 @@
+package flow
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/gatehouse-auth/gatehouse/internal/flight"
+	"github.com/gatehouse-auth/gatehouse/internal/httpx"
+	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/verify"
+)
+
+// ClientAuth is how the client authenticates at the token endpoint.
+type ClientAuth int
+
+// Client authentication methods (OpenID Connect Core §9).
+const (
+	// AuthBasic is client_secret_basic: HTTP Basic with the client id and secret.
+	AuthBasic ClientAuth = iota
+	// AuthPost is client_secret_post: the id and secret in the form body.
+	AuthPost
+)
+
+// DefaultScopes are requested when Options.Scopes is empty.
+var DefaultScopes = []string{"openid", "email", "profile"}
+
+// DefaultClockSkew is tolerated on ID-token times.
+const DefaultClockSkew = time.Minute
+
+// Options configures a Client.
+type Options struct {
+	// Issuer is the provider's issuer URL, exactly as it appears in its
+	// tokens. Required.
+	Issuer string
+	// Endpoints override discovery field by field. When Authorization,
+	// Token and JWKS are all set, discovery is skipped.
+	Endpoints Endpoints
+	// ClientID and ClientSecret of the registered confidential client. Required.
+	ClientID     string
+	ClientSecret string
+	// ClientAuth at the token endpoint. Default AuthBasic.
+	ClientAuth ClientAuth
+	// Scopes requested; must include "openid". Default DefaultScopes.
+	Scopes []string
+	// IDTokenAlgorithms allowed for ID tokens. Default: what discovery
+	// advertises, intersected with verify.AsymmetricAlgorithms (RS256 when
+	// nothing is advertised).
+	IDTokenAlgorithms []string
+	// HTTPClient talks to the provider. Default: 10s timeout, 1 MiB cap.
+	HTTPClient *http.Client
+	// KeySet returns the key set for a jwks_uri; use it to share caches.
+	// Default: a verify.RemoteKeySet owned (and closed) by the Client.
+	KeySet func(jwksURI string) (verify.KeySet, error)
+	// ClockSkew tolerated on ID-token times. Default 1m.
+	ClockSkew time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives provider trouble. Default: discard.
+	Logger *slog.Logger
+}
+
+// Client is the relying party: it discovers the provider lazily, starts
+// logins and finishes them at the callback. It never blocks its creator on
+// the network.
+type Client struct {
+	opts    Options
+	ctx     context.Context
+	cancel  context.CancelFunc
+	gate    flight.Gate
+	ready   atomic.Pointer[provider]
+	mu      sync.Mutex // guards failures, lastErr and owned
+	fails   int
+	lastErr error
+	owned   []*verify.RemoteKeySet
+}
+
+// provider is the discovered provider with its ID-token verifier.
+type provider struct {
+	meta     *Metadata
+	verifier *verify.Verifier
+}
+
+// New checks opts and returns a Client. ctx bounds background work (JWKS
+// refresh); Close ends it too. No network call is made here.
+func New(ctx context.Context, opts Options) (*Client, error) {
+	if err := CheckEndpointURL(opts.Issuer); err != nil {
+		return nil, fmt.Errorf("flow: issuer: %w", err)
+	}
+	if opts.ClientID == "" || opts.ClientSecret == "" {
+		return nil, errors.New("flow: client id and secret are required")
+	}
+	if opts.ClientAuth != AuthBasic && opts.ClientAuth != AuthPost {
+		return nil, errors.New("flow: unknown client authentication method")
+	}
+	if len(opts.Scopes) == 0 {
+		opts.Scopes = DefaultScopes
+	}
+	if !slices.Contains(opts.Scopes, "openid") {
+		return nil, errors.New(`flow: scopes must include "openid"`)
+	}
+	for _, alg := range opts.IDTokenAlgorithms {
+		if !slices.Contains(verify.AsymmetricAlgorithms, alg) {
+			return nil, fmt.Errorf("flow: ID-token algorithm %q is not an allowed asymmetric algorithm", alg)
+		}
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = httpx.NewClient(nil, 0, 0)
+	}
+	if opts.ClockSkew == 0 {
+		opts.ClockSkew = DefaultClockSkew
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts.Scopes = slices.Clone(opts.Scopes)
+	c := &Client{opts: opts}
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	return c, nil
+}
+
+// Close stops background work (the JWKS refresh of key sets it owns).
+func (c *Client) Close() {
+	c.cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ks := range c.owned {
+		ks.Close()
+	}
+	c.owned = nil
+}
+
+// Issuer returns the configured issuer.
+func (c *Client) Issuer() string { return c.opts.Issuer }
+
+// Metadata returns the provider's metadata, discovering it first if
+// needed. While the provider is unreachable it fails fast with
+// ErrProviderUnavailable, retrying with backoff (1s doubling to 1m).
+func (c *Client) Metadata(ctx context.Context) (*Metadata, error) {
+	p, err := c.provider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.meta, nil
+}
+
+func (c *Client) provider(ctx context.Context) (*provider, error) {
+	if p := c.ready.Load(); p != nil {
+		return p, nil
+	}
+	c.gate.Do(ctx, c.opts.Now(), c.discover)
+	if p := c.ready.Load(); p != nil {
+		return p, nil
+	}
+	c.mu.Lock()
+	lastErr := c.lastErr
+	c.mu.Unlock()
+	if lastErr == nil {
+		lastErr = ctx.Err()
+	}
+	return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, lastErr)
+}
+
+// discover runs once at a time (flight.Gate); it returns the backoff
+// before the next attempt.
+func (c *Client) discover() time.Duration {
+	p, err := c.buildProvider()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		c.fails++
+		c.lastErr = err
+		wait := backoff(c.fails)
+		if c.ctx.Err() == nil {
+			c.opts.Logger.Warn("OpenID provider discovery failed; retrying later",
+				"issuer", c.opts.Issuer, "retry_in", wait.String(), "error", err.Error())
+		}
+		return wait
+	}
+	c.fails, c.lastErr = 0, nil
+	c.ready.Store(p)
+	c.opts.Logger.Info("OpenID provider ready", "issuer", c.opts.Issuer)
+	return 0
+}
+
+func (c *Client) buildProvider() (*provider, error) {
+	meta := &Metadata{Issuer: c.opts.Issuer, Endpoints: c.opts.Endpoints}
+	if !c.opts.Endpoints.complete() {
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.HTTPClient.Timeout+time.Second)
+		defer cancel()
+		found, err := discover(ctx, c.opts.HTTPClient, c.opts.Issuer)
+		if err != nil {
+			return nil, err
+		}
+		found.Endpoints = found.Endpoints.overlay(c.opts.Endpoints)
+		meta = found
+	}
+	if err := checkEndpoints(meta.Issuer, meta.Endpoints); err != nil {
+		return nil, err
+	}
+	algs := c.opts.IDTokenAlgorithms
+	if len(algs) == 0 {
+		for _, a := range meta.IDTokenAlgorithms {
+			if slices.Contains(verify.AsymmetricAlgorithms, a) {
+				algs = append(algs, a)
+			}
+		}
+		if len(algs) == 0 {
+			algs = []string{"RS256"} // Core §3.1.3.7: the default
+		}
+	}
+	ks, err := c.keySet(meta.Endpoints.JWKS)
+	if err != nil {
+		return nil, err
+	}
+	v, err := verify.New(verify.Config{
+		Issuer:     meta.Issuer,
+		Audiences:  []string{c.opts.ClientID},
+		Algorithms: algs,
+		Keys:       ks,
+		ClockSkew:  c.opts.ClockSkew,
+		Now:        c.opts.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &provider{meta: meta, verifier: v}, nil
+}
+
+func (c *Client) keySet(jwksURI string) (verify.KeySet, error) {
+	if c.opts.KeySet != nil {
+		return c.opts.KeySet(jwksURI)
+	}
+	ks, err := verify.NewRemoteKeySet(c.ctx, jwksURI, verify.RemoteOptions{
+		HTTPClient: c.opts.HTTPClient,
+		Logger:     c.opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.owned = append(c.owned, ks)
+	c.mu.Unlock()
+	return ks, nil
+}
+
+func (c *Client) oauth2Config(p *provider, redirectURL string) *oauth2.Config {
+	style := oauth2.AuthStyleInHeader
+	if c.opts.ClientAuth == AuthPost {
+		style = oauth2.AuthStyleInParams
+	}
+	return &oauth2.Config{
+		ClientID:     c.opts.ClientID,
+		ClientSecret: c.opts.ClientSecret,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   p.meta.Endpoints.Authorization,
+			TokenURL:  p.meta.Endpoints.Token,
+			AuthStyle: style,
+		},
+		RedirectURL: redirectURL,
+		Scopes:      c.opts.Scopes,
+	}
+}
+
+// withHTTPClient is the one place the provider HTTP client enters a
+// context, where x/oauth2 looks for it.
+func (c *Client) withHTTPClient(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, c.opts.HTTPClient)
+}
+
+// StartLogin begins a login: fresh state and nonce (crypto/rand, 130 bits
+// each) and PKCE verifier (256 bits), returned as a session.Login for the
+// caller to keep, and the provider URL to send the browser to.
+// redirectURL is this gateway's callback URL; returnTo must already be
+// validated (ValidateReturnTo) and is checked again when the login ends.
+func (c *Client) StartLogin(ctx context.Context, redirectURL, returnTo string) (authURL string, login *session.Login, err error) {
+	p, err := c.provider(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	login = &session.Login{
+		State:    rand.Text(),
+		Nonce:    rand.Text(),
+		Verifier: oauth2.GenerateVerifier(),
+		ReturnTo: returnTo,
+		Created:  c.opts.Now().Unix(),
+	}
+	authURL = c.oauth2Config(p, redirectURL).AuthCodeURL(login.State,
+		oauth2.S256ChallengeOption(login.Verifier),
+		oauth2.SetAuthURLParam("nonce", login.Nonce),
+	)
+	return authURL, login, nil
+}
+
+// Tokens are the provider's tokens from a code exchange or refresh.
+type Tokens struct {
+	AccessToken  string
+	RefreshToken string
+	IDToken      string
+	// Expiry of the access token; zero when the provider did not say.
+	Expiry time.Time
+}
+
+// Result is a finished login.
+type Result struct {
+	Tokens Tokens
+	// IDToken holds the verified ID token's claims.
+	IDToken *verify.Claims
+	// Claims are the ID token's claims, completed with userinfo claims
+	// the ID token lacks.
+	Claims map[string]any
+}
+
+// Query is the part of an authorization response FinishLogin reads (an
+// url.Values satisfies it).
+type Query interface {
+	Get(key string) string
+	Has(key string) bool
+}
+
+// maxParam bounds authorization-response parameters.
+const maxParam = 4096
+
+// FinishLogin completes a login from the authorization response query
+// received at the callback, given the login it belongs to (nil when no
+// login cookie matched). In order it checks: the provider's `error`; the
+// state, in constant time; the RFC 9207 `iss` parameter; the code. Then it
+// exchanges the code with the PKCE verifier, verifies the ID token (see
+// verify, plus sub, iat, audiences, azp, nonce and at_hash), and fetches
+// userinfo when the provider has that endpoint, whose `sub` must match.
+func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, login *session.Login) (*Result, error) {
+	if q.Has("error") {
+		return nil, newProviderError(q.Get("error"), q.Get("error_description"))
+	}
+	state := q.Get("state")
+	if login == nil || state == "" || len(state) > maxParam ||
+		subtle.ConstantTimeCompare([]byte(state), []byte(login.State)) != 1 {
+		return nil, ErrStateMismatch
+	}
+	p, err := c.provider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if iss := q.Get("iss"); iss != "" || p.meta.IssParameter {
+		if iss != p.meta.Issuer {
+			return nil, ErrIssuerMismatch
+		}
+	}
+	code := q.Get("code")
+	if code == "" || len(code) > maxParam {
+		return nil, ErrMissingCode
+	}
+	tok, err := c.oauth2Config(p, redirectURL).Exchange(c.withHTTPClient(ctx), code, oauth2.VerifierOption(login.Verifier))
+	if err != nil {
+		return nil, exchangeError(err)
+	}
+	if !strings.EqualFold(tok.Type(), "Bearer") {
+		return nil, fmt.Errorf("%w: token_type %q is not Bearer", ErrTokenResponse, tok.TokenType)
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		return nil, fmt.Errorf("%w: no id_token", ErrTokenResponse)
+	}
+	idc, err := c.checkIDToken(ctx, p, rawID, login.Nonce, tok.AccessToken)
+	if err != nil {
+		return nil, err
+	}
+	claims := make(map[string]any, len(idc.Map()))
+	for k, v := range idc.Map() {
+		claims[k] = v
+	}
+	if p.meta.Endpoints.Userinfo != "" {
+		info, err := c.userinfo(ctx, p.meta.Endpoints.Userinfo, tok.AccessToken)
+		if err != nil {
+			return nil, err
+		}
+		if sub, _ := info["sub"].(string); sub != idc.Subject {
+			return nil, fmt.Errorf("%w: sub differs from the ID token's", ErrUserinfo)
+		}
+		for k, v := range info {
+			if _, ok := claims[k]; !ok {
+				claims[k] = v
+			}
+		}
+	}
+	return &Result{
+		Tokens: Tokens{
+			AccessToken:  tok.AccessToken,
+			RefreshToken: tok.RefreshToken,
+			IDToken:      rawID,
+			Expiry:       tok.Expiry,
+		},
+		IDToken: idc,
+		Claims:  claims,
+	}, nil
+}
+
+// checkIDToken verifies an ID token as OpenID Connect Core §3.1.3.7 asks.
+func (c *Client) checkIDToken(ctx context.Context, p *provider, raw, nonce, accessToken string) (*verify.Claims, error) {
+	idc, err := p.verifier.Verify(ctx, raw)
+	if errors.Is(err, verify.ErrKeysUnavailable) {
+		return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrIDToken, err)
+	}
+	switch {
+	case idc.Subject == "" || len(idc.Subject) > 255:
+		return nil, fmt.Errorf("%w: sub missing or longer than 255 bytes", ErrIDToken)
+	case idc.IssuedAt.IsZero():
+		return nil, fmt.Errorf("%w: no iat", ErrIDToken)
+	case slices.ContainsFunc(idc.Audience, func(a string) bool { return a != c.opts.ClientID }):
+		return nil, fmt.Errorf("%w: an audience the client does not trust", ErrIDToken)
+	case idc.AuthorizedParty != "" && idc.AuthorizedParty != c.opts.ClientID:
+		return nil, fmt.Errorf("%w: azp is another client", ErrIDToken)
+	case len(idc.Audience) > 1 && idc.AuthorizedParty == "":
+		return nil, fmt.Errorf("%w: several audiences and no azp", ErrIDToken)
+	case nonce == "" || subtle.ConstantTimeCompare([]byte(idc.Nonce), []byte(nonce)) != 1:
+		return nil, fmt.Errorf("%w: nonce mismatch", ErrIDToken)
+	}
+	if idc.AccessTokenHash != "" && !atHashMatches(idc.Algorithm, idc.AccessTokenHash, accessToken) {
+		return nil, fmt.Errorf("%w: at_hash does not match the access token", ErrIDToken)
+	}
+	return idc, nil
+}
+
+// atHashMatches checks at_hash (Core §3.2.2.9): the left half of the hash
+// of the access token, with the hash of the ID token's algorithm.
+func atHashMatches(alg, atHash, accessToken string) bool {
+	var h hash.Hash
+	switch alg {
+	case "RS256", "PS256", "ES256":
+		h = sha256.New()
+	case "RS384", "PS384", "ES384":
+		h = sha512.New384()
+	case "RS512", "PS512", "ES512", "EdDSA":
+		h = sha512.New()
+	default:
+		return false
+	}
+	h.Write([]byte(accessToken))
+	sum := h.Sum(nil)
+	want := base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
+	return subtle.ConstantTimeCompare([]byte(want), []byte(atHash)) == 1
+}
