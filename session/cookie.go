@@ -87,11 +87,11 @@ func NewCookieStore(opts Options) (*CookieStore, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if !validCookieName(opts.Name) {
-		return nil, fmt.Errorf("session: invalid cookie name %q", opts.Name)
+	if err := CheckCookieName(opts.Name); err != nil {
+		return nil, err
 	}
-	if opts.Domain != "" && !validCookieDomain(opts.Domain) {
-		return nil, fmt.Errorf("session: invalid cookie domain %q", opts.Domain)
+	if err := CheckCookieDomain(opts.Domain); err != nil {
+		return nil, err
 	}
 	if opts.Lifetime < time.Minute || opts.LoginTTL < time.Second {
 		return nil, errors.New("session: lifetime must be at least a minute")
@@ -184,13 +184,21 @@ func (s *CookieStore) Save(w http.ResponseWriter, r *http.Request, sess *Session
 	return nil
 }
 
-// Clear expires every session chunk and login cookie that r carries.
-func (s *CookieStore) Clear(w http.ResponseWriter, r *http.Request) {
+// ClearSession expires every session chunk r carries, leaving logins in
+// progress (other tabs) alone.
+func (s *CookieStore) ClearSession(w http.ResponseWriter, r *http.Request) {
 	s.scan(r, func(name, _ string) {
-		switch {
-		case s.chunkIndex(name) >= 0:
+		if s.chunkIndex(name) >= 0 {
 			http.SetCookie(w, s.sessionCookie(name, "", -1))
-		case s.isLoginName(name):
+		}
+	})
+}
+
+// ClearAll expires every session chunk and login cookie r carries.
+func (s *CookieStore) ClearAll(w http.ResponseWriter, r *http.Request) {
+	s.ClearSession(w, r)
+	s.scan(r, func(name, _ string) {
+		if s.isLoginName(name) {
 			http.SetCookie(w, s.loginCookie(name, "", -1))
 		}
 	})
@@ -468,34 +476,34 @@ func joinChunks(chunks []string) string {
 	return strings.Join(chunks, "")
 }
 
-// validCookieName reports whether name is an RFC 6265 token.
-func validCookieName(name string) bool {
-	if name == "" || len(name) > 64 {
-		return false
-	}
+// CheckCookieName accepts an RFC 6265 token of at most 64 bytes.
+func CheckCookieName(name string) error {
+	bad := name == "" || len(name) > 64
 	for _, c := range []byte(name) {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
-			return false
-		}
+		bad = bad || c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0
 	}
-	return true
+	if bad {
+		return fmt.Errorf("session: invalid cookie name %q: want up to 64 letters, digits and -_.!#$%%&'*+^`|~", name)
+	}
+	return nil
 }
 
-// validCookieDomain accepts a DNS name, optionally with a leading dot.
-func validCookieDomain(d string) bool {
-	d = strings.TrimPrefix(d, ".")
-	if d == "" || len(d) > 253 || !strings.Contains(d, ".") && d != "localhost" {
-		return false
+// CheckCookieDomain accepts "" (host-only) or a DNS name, optionally with a
+// leading dot.
+func CheckCookieDomain(domain string) error {
+	if domain == "" {
+		return nil
 	}
+	d := strings.TrimPrefix(domain, ".")
+	bad := d == "" || len(d) > 253 || !strings.Contains(d, ".") && d != "localhost"
 	for label := range strings.SplitSeq(d, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
+		bad = bad || label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-'
 		for _, c := range []byte(label) {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
+			bad = bad || !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-')
 		}
 	}
-	return true
+	if bad {
+		return fmt.Errorf("session: invalid cookie domain %q: want a DNS name like example.com", domain)
+	}
+	return nil
 }

@@ -638,7 +638,7 @@ func TestClearAndStrip(t *testing.T) {
 	r.Header.Add("Cookie", "_gatehouse_x=keep; _gatehouse_10=keep; _gatehouse_01=keep; _gatehousex=keep")
 
 	w := httptest.NewRecorder()
-	s.Clear(w, r)
+	s.ClearAll(w, r)
 	cleared := map[string]bool{}
 	for _, ck := range w.Result().Cookies() {
 		if ck.MaxAge >= 0 {

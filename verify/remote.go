@@ -8,12 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
+	"github.com/gatehouse-auth/gatehouse/internal/flight"
 	"github.com/gatehouse-auth/gatehouse/internal/httpx"
 )
 
@@ -54,12 +54,9 @@ type RemoteKeySet struct {
 	cancel context.CancelFunc
 	ctx    context.Context
 
-	keys atomic.Pointer[keyList]
-
-	mu          sync.Mutex
-	flight      chan struct{} // closed when the fetch in progress ends; nil when none
-	lastAttempt time.Time
-	fetches     atomic.Int64
+	keys    atomic.Pointer[keyList]
+	gate    flight.Gate
+	fetches atomic.Int64
 }
 
 // NewRemoteKeySet prepares a key set for jwksURL. It does not fetch: the
@@ -131,41 +128,17 @@ func (r *RemoteKeySet) current(ctx context.Context) (keyList, error) {
 
 // refresh joins the fetch in progress, or starts one if the rate limit
 // allows, and waits for it (bounded by ctx); it then returns the latest
-// snapshot. This is a singleflight with a rate limit on starting flights.
+// snapshot.
 func (r *RemoteKeySet) refresh(ctx context.Context) (keyList, error) {
-	r.mu.Lock()
-	flight := r.flight
-	if flight == nil {
-		now := r.opts.Now()
-		if !r.lastAttempt.IsZero() && now.Sub(r.lastAttempt) < r.opts.MinRefetchInterval {
-			r.mu.Unlock()
-			return r.snapshot()
-		}
-		r.lastAttempt = now
-		flight = make(chan struct{})
-		r.flight = flight
-		go r.fetch(flight)
-	}
-	r.mu.Unlock()
-	select {
-	case <-flight:
-	case <-ctx.Done():
-	}
+	r.gate.Do(ctx, r.opts.Now(), r.fetch)
 	return r.snapshot()
 }
 
-func (r *RemoteKeySet) fetch(done chan struct{}) {
-	defer func() {
-		r.mu.Lock()
-		r.flight = nil
-		r.mu.Unlock()
-		close(done)
-	}()
-	if _, err := r.cache.Refresh(r.ctx, r.url); err != nil {
-		if r.ctx.Err() == nil {
-			r.opts.Logger.Warn("fetching the provider's JWKS failed; keeping the previous keys", "jwks_uri", r.url, "error", err)
-		}
+func (r *RemoteKeySet) fetch() time.Duration {
+	if _, err := r.cache.Refresh(r.ctx, r.url); err != nil && r.ctx.Err() == nil {
+		r.opts.Logger.Warn("fetching the provider's JWKS failed; keeping the previous keys", "jwks_uri", r.url, "error", err)
 	}
+	return r.opts.MinRefetchInterval
 }
 
 // getter adapts an *http.Client to jwx's fetcher: it reads the (capped)
