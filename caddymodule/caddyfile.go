@@ -1,0 +1,160 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("gatehouse", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("gatehouse", httpcaddyfile.After, "forward_auth")
+}
+
+// parseCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	gatehouse [<matcher>] {
+//		issuer                 <url>
+//		authorization_endpoint <url>
+//		token_endpoint         <url>
+//		userinfo_endpoint      <url>
+//		jwks_uri               <url>
+//		end_session_endpoint   <url>
+//		client_id              <id>
+//		client_secret          <secret>
+//		client_auth            basic|post
+//		scopes                 <scope...>
+//		path_prefix            <path>
+//		cookie_secret          <secret...>
+//		cookie_name            <name>
+//		cookie_domain          <domain>
+//		cookie_samesite        lax|strict|none
+//		cookie_insecure
+//		session_lifetime       <duration>
+//		user_claim             <claim>
+//		email_claim            <claim>
+//		groups_claim           <claim>
+//		trusted_redirect_hosts <host...>
+//		unauthenticated        redirect|401|allow
+//	}
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(Gatehouse)
+	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// UnmarshalCaddyfile reads the gatehouse block (see parseCaddyfile). It
+// checks syntax only — argument counts, duplicates, durations; what the
+// values mean is checked when the config is provisioned.
+func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("gatehouse: %s: given more than once", sub)
+		}
+		seen[sub] = true
+		var err error
+		switch sub {
+		case "issuer":
+			err = oneArg(d, &g.Issuer)
+		case "authorization_endpoint":
+			err = oneArg(d, &g.AuthorizationEndpoint)
+		case "token_endpoint":
+			err = oneArg(d, &g.TokenEndpoint)
+		case "userinfo_endpoint":
+			err = oneArg(d, &g.UserinfoEndpoint)
+		case "jwks_uri":
+			err = oneArg(d, &g.JWKSURI)
+		case "end_session_endpoint":
+			err = oneArg(d, &g.EndSessionEndpoint)
+		case "client_id":
+			err = oneArg(d, &g.ClientID)
+		case "client_secret":
+			err = oneArg(d, &g.ClientSecret)
+		case "client_auth":
+			err = oneArg(d, &g.ClientAuth)
+		case "scopes":
+			err = someArgs(d, &g.Scopes)
+		case "path_prefix":
+			err = oneArg(d, &g.PathPrefix)
+		case "cookie_secret":
+			err = someArgs(d, &g.CookieSecrets)
+		case "cookie_name":
+			err = oneArg(d, &g.CookieName)
+		case "cookie_domain":
+			err = oneArg(d, &g.CookieDomain)
+		case "cookie_samesite":
+			err = oneArg(d, &g.CookieSameSite)
+		case "cookie_insecure":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.CookieInsecure = true
+		case "session_lifetime":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				var dur caddy.Duration
+				if dur, err = parseDuration(s); err != nil {
+					return d.Errf("gatehouse: session_lifetime: %v", err)
+				}
+				g.SessionLifetime = dur
+			}
+		case "user_claim":
+			err = oneArg(d, &g.UserClaim)
+		case "email_claim":
+			err = oneArg(d, &g.EmailClaim)
+		case "groups_claim":
+			err = oneArg(d, &g.GroupsClaim)
+		case "trusted_redirect_hosts":
+			err = someArgs(d, &g.TrustedRedirectHosts)
+		case "unauthenticated":
+			err = oneArg(d, &g.Unauthenticated)
+		default:
+			return d.Errf("gatehouse: unrecognized subdirective %q", sub)
+		}
+		if err != nil {
+			return err
+		}
+		if d.NextBlock(nesting + 1) {
+			return d.Errf("gatehouse: %s: takes no block", sub)
+		}
+	}
+	return nil
+}
+
+// oneArg reads exactly one argument of the current sub-directive.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	sub := d.Val()
+	if !d.NextArg() {
+		return d.Errf("gatehouse: %s: missing value", sub)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("gatehouse: %s: takes exactly one value", sub)
+	}
+	return nil
+}
+
+// someArgs reads one or more arguments of the current sub-directive.
+func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
+	sub := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.Errf("gatehouse: %s: missing value", sub)
+	}
+	*dst = args
+	return nil
+}
+
+func parseDuration(s string) (caddy.Duration, error) {
+	dur, err := caddy.ParseDuration(s)
+	return caddy.Duration(dur), err
+}

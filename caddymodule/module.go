@@ -1,0 +1,376 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/gatehouse-auth/gatehouse/flow"
+	"github.com/gatehouse-auth/gatehouse/session"
+)
+
+func init() {
+	caddy.RegisterModule(Gatehouse{})
+}
+
+// Gatehouse is an OpenID Connect authentication gateway: it signs browser
+// users in with the authorization code flow (PKCE, state, nonce) at an
+// OpenID provider, keeps their session in sealed cookies and hands their
+// identity to the next handler as headers and placeholders, after removing
+// any identity headers the client sent.
+//
+// Every string field accepts Caddy placeholders such as {env.X} and
+// {file./path}, resolved once at provisioning.
+type Gatehouse struct {
+	// Issuer is the OpenID provider's issuer URL, exactly as in its tokens.
+	// Its endpoints come from Issuer/.well-known/openid-configuration.
+	// Required.
+	Issuer string `json:"issuer,omitempty"`
+	// AuthorizationEndpoint overrides the discovered authorization endpoint.
+	AuthorizationEndpoint string `json:"authorization_endpoint,omitempty"`
+	// TokenEndpoint overrides the discovered token endpoint.
+	TokenEndpoint string `json:"token_endpoint,omitempty"`
+	// UserinfoEndpoint overrides the discovered userinfo endpoint.
+	UserinfoEndpoint string `json:"userinfo_endpoint,omitempty"`
+	// JWKSURI overrides the discovered jwks_uri. When the authorization
+	// and token endpoints and the jwks_uri are all given, discovery is skipped.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+	// EndSessionEndpoint overrides the discovered end_session_endpoint.
+	EndSessionEndpoint string `json:"end_session_endpoint,omitempty"`
+
+	// ClientID of the confidential client registered at the provider. Required.
+	ClientID string `json:"client_id,omitempty"`
+	// ClientSecret of that client. Required; use {env.*} or {file.*}.
+	ClientSecret string `json:"client_secret,omitempty"`
+	// ClientAuth is how the client authenticates at the token endpoint:
+	// "basic" (client_secret_basic) or "post" (client_secret_post).
+	// Default: "basic".
+	ClientAuth string `json:"client_auth,omitempty"`
+	// Scopes requested at login; must include "openid".
+	// Default: openid email profile.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// PathPrefix is where gatehouse's own endpoints live: PathPrefix +
+	// "/callback". Default: "/oauth2".
+	PathPrefix string `json:"path_prefix,omitempty"`
+
+	// CookieSecrets seal the session and login cookies: at least 32 bytes
+	// each. The first seals; all unseal, for rotation. Required.
+	CookieSecrets []string `json:"cookie_secrets,omitempty"`
+	// CookieName of the session cookie (chunks add _1, _2, …).
+	// Default: "_gatehouse".
+	CookieName string `json:"cookie_name,omitempty"`
+	// CookieDomain of the session cookie. Default: host-only.
+	CookieDomain string `json:"cookie_domain,omitempty"`
+	// CookieSameSite of the session cookie: "lax", "strict" or "none".
+	// Default: "lax".
+	CookieSameSite string `json:"cookie_samesite,omitempty"`
+	// CookieInsecure drops the Secure attribute, for plain-HTTP
+	// development only. Default: false.
+	CookieInsecure bool `json:"cookie_insecure,omitempty"`
+	// SessionLifetime is the absolute session lifetime since login.
+	// Default: 168h.
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+
+	// UserClaim names the claim that identifies the user upstream
+	// (X-Forwarded-User, {http.auth.user.id}). Default: "sub".
+	UserClaim string `json:"user_claim,omitempty"`
+	// EmailClaim names the claim carrying the e-mail. Default: "email".
+	EmailClaim string `json:"email_claim,omitempty"`
+	// GroupsClaim names the claim carrying the groups; a dotted name
+	// ("realm_access.roles") reaches into nested objects. Default: "groups".
+	GroupsClaim string `json:"groups_claim,omitempty"`
+
+	// TrustedRedirectHosts are hosts, besides the request's own, allowed
+	// as post-login targets: "app.example.com", "app.example.com:8443" or
+	// "*.example.com".
+	TrustedRedirectHosts []string `json:"trusted_redirect_hosts,omitempty"`
+
+	// Unauthenticated is what a request without a session gets: "redirect"
+	// (to the provider's login), "401", or "allow" (continue anonymously,
+	// without identity headers). Default: browser navigations are
+	// redirected, other requests (XHR, JSON, non-GET) get 401.
+	Unauthenticated string `json:"unauthenticated,omitempty"`
+
+	logger       *zap.Logger
+	flow         *flow.Client
+	store        *session.CookieStore
+	trusted      flow.HostPatterns
+	callbackPath string
+	now          func() time.Time
+}
+
+// CaddyModule returns the Caddy module information.
+func (Gatehouse) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.gatehouse",
+		New: func() caddy.Module { return new(Gatehouse) },
+	}
+}
+
+// Provision resolves placeholders, applies defaults, checks the
+// configuration and builds the session store and the OpenID client. It
+// makes no network call: the provider is discovered on first use.
+func (g *Gatehouse) Provision(ctx caddy.Context) error {
+	g.logger = ctx.Logger()
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if err := g.resolvePlaceholders(); err != nil {
+		return err
+	}
+	g.applyDefaults()
+	if err := g.Validate(); err != nil {
+		return err
+	}
+	g.callbackPath = g.PathPrefix + "/callback"
+	g.trusted, _ = flow.NewHostPatterns(g.TrustedRedirectHosts) // checked by Validate
+
+	secrets := make([][]byte, len(g.CookieSecrets))
+	for i, s := range g.CookieSecrets {
+		secrets[i] = []byte(s)
+	}
+	var err error
+	g.store, err = session.NewCookieStore(session.Options{
+		Name:     g.CookieName,
+		Domain:   g.CookieDomain,
+		SameSite: sameSite(g.CookieSameSite),
+		Insecure: g.CookieInsecure,
+		Lifetime: time.Duration(g.SessionLifetime),
+		Secrets:  secrets,
+		Now:      g.now,
+	})
+	if err != nil {
+		return fmt.Errorf("gatehouse: cookies: %w", err)
+	}
+	clientAuth := flow.AuthBasic
+	if g.ClientAuth == "post" {
+		clientAuth = flow.AuthPost
+	}
+	g.flow, err = flow.New(ctx, flow.Options{
+		Issuer: g.Issuer,
+		Endpoints: flow.Endpoints{
+			Authorization: g.AuthorizationEndpoint,
+			Token:         g.TokenEndpoint,
+			Userinfo:      g.UserinfoEndpoint,
+			JWKS:          g.JWKSURI,
+			EndSession:    g.EndSessionEndpoint,
+		},
+		ClientID:     g.ClientID,
+		ClientSecret: g.ClientSecret,
+		ClientAuth:   clientAuth,
+		Scopes:       g.Scopes,
+		Now:          g.now,
+		Logger:       ctx.Slogger(),
+	})
+	if err != nil {
+		return fmt.Errorf("gatehouse: %w", err)
+	}
+	if g.CookieInsecure {
+		g.logger.Warn("cookie_insecure is set: session cookies lack the Secure attribute; use this for plain-HTTP development only")
+	}
+	return nil
+}
+
+// resolvePlaceholders replaces {env.*}, {file.*} and other global
+// placeholders in every string field. An unknown or empty placeholder is an
+// error naming the sub-directive, never showing a secret (not even the part
+// of one that looked like a placeholder).
+func (g *Gatehouse) resolvePlaceholders() error {
+	repl := caddy.NewReplacer()
+	one := func(name string, v *string) error {
+		if *v == "" {
+			return nil
+		}
+		out, err := repl.ReplaceOrErr(*v, true, true)
+		if err != nil {
+			if name == "client_secret" || name == "cookie_secret" {
+				return fmt.Errorf("gatehouse: %s: a placeholder in it is unknown or empty (is the environment variable or file there?)", name)
+			}
+			return fmt.Errorf("gatehouse: %s: %w", name, err)
+		}
+		*v = out
+		return nil
+	}
+	many := func(name string, vs []string) error {
+		for i := range vs {
+			if err := one(name, &vs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return errors.Join(
+		one("issuer", &g.Issuer),
+		one("authorization_endpoint", &g.AuthorizationEndpoint),
+		one("token_endpoint", &g.TokenEndpoint),
+		one("userinfo_endpoint", &g.UserinfoEndpoint),
+		one("jwks_uri", &g.JWKSURI),
+		one("end_session_endpoint", &g.EndSessionEndpoint),
+		one("client_id", &g.ClientID),
+		one("client_secret", &g.ClientSecret),
+		one("client_auth", &g.ClientAuth),
+		many("scopes", g.Scopes),
+		one("path_prefix", &g.PathPrefix),
+		many("cookie_secret", g.CookieSecrets),
+		one("cookie_name", &g.CookieName),
+		one("cookie_domain", &g.CookieDomain),
+		one("cookie_samesite", &g.CookieSameSite),
+		one("user_claim", &g.UserClaim),
+		one("email_claim", &g.EmailClaim),
+		one("groups_claim", &g.GroupsClaim),
+		many("trusted_redirect_hosts", g.TrustedRedirectHosts),
+		one("unauthenticated", &g.Unauthenticated),
+	)
+}
+
+func (g *Gatehouse) applyDefaults() {
+	setDefault := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	setDefault(&g.ClientAuth, "basic")
+	setDefault(&g.PathPrefix, "/oauth2")
+	setDefault(&g.CookieName, session.DefaultName)
+	setDefault(&g.CookieSameSite, "lax")
+	setDefault(&g.UserClaim, "sub")
+	setDefault(&g.EmailClaim, "email")
+	setDefault(&g.GroupsClaim, "groups")
+	if len(g.Scopes) == 0 {
+		g.Scopes = slices.Clone(flow.DefaultScopes)
+	}
+	if g.SessionLifetime == 0 {
+		g.SessionLifetime = caddy.Duration(session.DefaultLifetime)
+	}
+}
+
+// Validate checks the configuration; every message names the
+// sub-directive at fault and never shows a secret.
+func (g *Gatehouse) Validate() error {
+	var errs []error
+	bad := func(directive, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("gatehouse: %s: %s", directive, fmt.Sprintf(format, args...)))
+	}
+	if g.Issuer == "" {
+		bad("issuer", "is required (the provider's issuer URL)")
+	} else if err := flow.CheckEndpointURL(g.Issuer); err != nil {
+		bad("issuer", "%v", err)
+	}
+	for _, ep := range []struct{ name, url string }{
+		{"authorization_endpoint", g.AuthorizationEndpoint},
+		{"token_endpoint", g.TokenEndpoint},
+		{"userinfo_endpoint", g.UserinfoEndpoint},
+		{"jwks_uri", g.JWKSURI},
+		{"end_session_endpoint", g.EndSessionEndpoint},
+	} {
+		if ep.url != "" {
+			if err := flow.CheckEndpointURL(ep.url); err != nil {
+				bad(ep.name, "%v", err)
+			}
+		}
+	}
+	if g.ClientID == "" {
+		bad("client_id", "is required")
+	}
+	if g.ClientSecret == "" {
+		bad("client_secret", "is required (use {env.NAME} or {file./path} to keep it out of the config)")
+	}
+	if g.ClientAuth != "" && g.ClientAuth != "basic" && g.ClientAuth != "post" {
+		bad("client_auth", "must be basic or post, not %q", g.ClientAuth)
+	}
+	if len(g.Scopes) > 0 && !slices.Contains(g.Scopes, "openid") {
+		bad("scopes", `must include "openid"`)
+	}
+	if p := g.PathPrefix; p != "" && (!strings.HasPrefix(p, "/") || p == "/" || path.Clean(p) != p || strings.ContainsAny(p, "?#%*{} ")) {
+		bad("path_prefix", "must be a clean absolute path like /oauth2, not %q", p)
+	}
+	if len(g.CookieSecrets) == 0 {
+		bad("cookie_secret", "is required: one or more random secrets of at least %d bytes (openssl rand -base64 32)", session.MinSecretLength)
+	}
+	for i, s := range g.CookieSecrets {
+		if len(s) < session.MinSecretLength {
+			bad("cookie_secret", "secret %d is %d bytes; each must be at least %d", i+1, len(s), session.MinSecretLength)
+		}
+	}
+	if g.CookieName != "" {
+		if err := session.CheckCookieName(g.CookieName); err != nil {
+			bad("cookie_name", "%v", err)
+		}
+	}
+	if err := session.CheckCookieDomain(g.CookieDomain); err != nil {
+		bad("cookie_domain", "%v", err)
+	}
+	switch g.CookieSameSite {
+	case "", "lax", "strict":
+	case "none":
+		if g.CookieInsecure {
+			bad("cookie_samesite", "none requires Secure cookies; remove cookie_insecure")
+		}
+	default:
+		bad("cookie_samesite", "must be lax, strict or none, not %q", g.CookieSameSite)
+	}
+	if g.CookieInsecure && (strings.HasPrefix(g.CookieName, "__Host-") || strings.HasPrefix(g.CookieName, "__Secure-")) {
+		bad("cookie_insecure", "cannot be used with a __Host- or __Secure- cookie_name")
+	}
+	if strings.HasPrefix(g.CookieName, "__Host-") && g.CookieDomain != "" {
+		bad("cookie_domain", "cannot be used with a __Host- cookie_name")
+	}
+	if g.SessionLifetime != 0 && time.Duration(g.SessionLifetime) < time.Minute {
+		bad("session_lifetime", "must be at least 1m")
+	}
+	for _, c := range []struct{ name, value string }{
+		{"user_claim", g.UserClaim}, {"email_claim", g.EmailClaim}, {"groups_claim", g.GroupsClaim},
+	} {
+		if strings.ContainsAny(c.value, " \t\r\n") {
+			bad(c.name, "invalid claim name %q", c.value)
+		}
+	}
+	if _, err := flow.NewHostPatterns(g.TrustedRedirectHosts); err != nil {
+		bad("trusted_redirect_hosts", "%v", err)
+	}
+	switch g.Unauthenticated {
+	case "", "redirect", "401", "allow":
+	default:
+		bad("unauthenticated", "must be redirect, 401 or allow, not %q", g.Unauthenticated)
+	}
+	return errors.Join(errs...)
+}
+
+// Cleanup stops the background work Provision started; it is safe after a
+// failed Provision.
+func (g *Gatehouse) Cleanup() error {
+	if g.flow != nil {
+		g.flow.Close()
+	}
+	return nil
+}
+
+func sameSite(s string) http.SameSite {
+	switch s {
+	case "strict":
+		return http.SameSiteStrictMode
+	case "none":
+		return http.SameSiteNoneMode
+	default:
+		return http.SameSiteLaxMode
+	}
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Gatehouse)(nil)
+	_ caddy.Validator             = (*Gatehouse)(nil)
+	_ caddy.CleanerUpper          = (*Gatehouse)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Gatehouse)(nil)
+	_ caddyfile.Unmarshaler       = (*Gatehouse)(nil)
+)

@@ -1,0 +1,78 @@
+package caddymodule
+
+import (
+	"html"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// problem is a failure shown to a person (HTML) or a program (JSON).
+type problem struct {
+	status  int
+	code    string // machine-readable, for the JSON body
+	title   string
+	message string
+}
+
+// fail answers r with p. When the server has handle_errors routes, it
+// returns a caddyhttp.Error so they can render it (headers such as
+// WWW-Authenticate stay set); otherwise it writes a small page itself — an
+// HTML page for browser navigations, a JSON body for everything else — so
+// nobody gets an empty error response. Nothing from the request is echoed.
+func fail(w http.ResponseWriter, r *http.Request, p problem, cause error) error {
+	w.Header().Set("Cache-Control", "no-store")
+	if hasErrorRoutes(r) {
+		return caddyhttp.Error(p.status, cause)
+	}
+	if isNavigation(r) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(p.status)
+		_, _ = w.Write([]byte(htmlPage(p)))
+		return nil
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.status)
+	_, _ = w.Write([]byte(`{"error":` + strconv.Quote(p.code) + `,"message":` + strconv.Quote(p.message) + "}\n"))
+	return nil
+}
+
+func htmlPage(p problem) string {
+	var b strings.Builder
+	b.WriteString(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">`)
+	b.WriteString(`<title>` + html.EscapeString(p.title) + `</title>`)
+	b.WriteString(`<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}p{line-height:1.5}small{color:#666}</style></head><body>`)
+	b.WriteString(`<h1>` + html.EscapeString(p.title) + `</h1>`)
+	b.WriteString(`<p>` + html.EscapeString(p.message) + `</p>`)
+	b.WriteString(`<p><a href="/">Go to the start page</a></p>`)
+	b.WriteString(`<p><small>` + strconv.Itoa(p.status) + ` ` + html.EscapeString(http.StatusText(p.status)) + `</small></p>`)
+	b.WriteString(`</body></html>` + "\n")
+	return b.String()
+}
+
+// hasErrorRoutes reports whether the server handling r has handle_errors routes.
+func hasErrorRoutes(r *http.Request) bool {
+	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return ok && srv != nil && srv.Errors != nil && len(srv.Errors.Routes) > 0
+}
+
+// isNavigation reports whether r is a browser loading a page, as opposed
+// to a script or program: GET or HEAD, not XHR, and either marked as a
+// navigation by Sec-Fetch-Mode or (older browsers) accepting HTML.
+func isNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if strings.EqualFold(r.Header.Get("X-Requested-With"), "XMLHttpRequest") {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}

@@ -1,0 +1,222 @@
+package caddymodule
+
+import (
+	"errors"
+	"html"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/gatehouse-auth/gatehouse/flow"
+	"github.com/gatehouse-auth/gatehouse/session"
+)
+
+// ServeHTTP strips client-supplied identity headers, serves gatehouse's own
+// endpoints, and otherwise lets a request with a valid session through with
+// its identity, or handles it as unauthenticated.
+func (g *Gatehouse) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	stripIdentityHeaders(r.Header)
+
+	if r.URL.Path == g.callbackPath {
+		return g.serveCallback(w, r)
+	}
+
+	sess, rotate, err := g.store.Load(r)
+	if err == nil {
+		if rotate {
+			// Sealed with an older cookie_secret: seal it with the current one.
+			if err := g.store.Save(w, r, sess); err != nil {
+				g.logger.Warn("re-sealing a session with the current cookie secret failed", zap.Error(err))
+			}
+		}
+		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		setIdentity(r, repl, sess)
+		g.store.StripCookies(r)
+		return next.ServeHTTP(w, r)
+	}
+	if !errors.Is(err, session.ErrNoSession) || g.store.HasSession(r) {
+		if c := g.logger.Check(zapcore.DebugLevel, "session cookie not usable"); c != nil {
+			c.Write(zap.Error(err))
+		}
+	}
+	return g.serveUnauthenticated(w, r, next)
+}
+
+// serveUnauthenticated applies `unauthenticated`: continue anonymously,
+// answer 401, or start a login (the default for browser navigations).
+func (g *Gatehouse) serveUnauthenticated(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	switch {
+	case g.Unauthenticated == "allow":
+		g.store.StripCookies(r)
+		return next.ServeHTTP(w, r)
+	case g.Unauthenticated == "401", g.Unauthenticated == "" && !isNavigation(r):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
+		return fail(w, r, problem{
+			status:  http.StatusUnauthorized,
+			code:    "unauthenticated",
+			title:   "Sign-in required",
+			message: "This resource requires you to sign in.",
+		}, errors.New("gatehouse: no session"))
+	}
+	return g.startLogin(w, r)
+}
+
+// startLogin sends the browser to the provider: a fresh login (state,
+// nonce, PKCE verifier, return-to) goes into its own login cookie, and any
+// unusable session cookie is expired.
+func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
+	returnTo := flow.SafeReturnTo(originalRequestURI(r), r.Host, g.trusted)
+	authURL, login, err := g.flow.StartLogin(r.Context(), g.redirectURL(r), returnTo)
+	if err != nil {
+		g.logger.Warn("cannot start a login: the OpenID provider is unavailable", zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		return fail(w, r, problem{
+			status:  http.StatusServiceUnavailable,
+			code:    "provider_unavailable",
+			title:   "Sign-in is unavailable",
+			message: "The identity provider cannot be reached right now. Please try again in a moment.",
+		}, err)
+	}
+	if err := g.store.SaveLogin(w, r, login); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	g.store.ClearSession(w, r)
+	if c := g.logger.Check(zapcore.DebugLevel, "login started"); c != nil {
+		c.Write(zap.String("return_to", returnTo))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, authURL, http.StatusFound)
+	return nil
+}
+
+// serveCallback finishes a login at PathPrefix/callback.
+func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return fail(w, r, problem{
+			status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+			title: "Method not allowed", message: "The sign-in callback accepts GET only.",
+		}, errors.New("gatehouse: callback method"))
+	}
+	q := r.URL.Query()
+	var login *session.Login
+	if state := q.Get("state"); state != "" {
+		// TakeLogin expires the login cookie: a callback URL works once.
+		login, _ = g.store.TakeLogin(w, r, state)
+	}
+	res, err := g.flow.FinishLogin(r.Context(), g.redirectURL(r), q, login)
+	if err != nil {
+		return g.loginFailed(w, r, err)
+	}
+	sess, err := g.newSession(res)
+	if err != nil {
+		return g.loginFailed(w, r, err)
+	}
+	if err := g.store.Save(w, r, sess); err != nil {
+		return g.loginFailed(w, r, err)
+	}
+	g.logger.Info("login succeeded", zap.String("sub", sess.Subject), zap.String("user", sess.User), zap.String("email", sess.Email))
+
+	// The return-to was validated when stored; validate it again now that
+	// it is used (CVE-2024-21497).
+	target := flow.SafeReturnTo(login.ReturnTo, r.Host, g.trusted)
+	w.Header().Set("Cache-Control", "no-store")
+	if g.CookieSameSite == "strict" {
+		// The browser arrived here from the provider, a cross-site
+		// navigation: a redirect would still be cross-site and a Strict
+		// cookie would not be sent. A same-site page hop makes it count.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'")
+		_, _ = w.Write([]byte(`<!doctype html><meta http-equiv="refresh" content="0;url=` + html.EscapeString(target) +
+			`"><title>Signed in</title><p>Signed in. <a href="` + html.EscapeString(target) + `">Continue</a></p>`))
+		return nil
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+	return nil
+}
+
+// loginFailed logs why a callback failed and answers with a page that
+// says what the user can do, without echoing anything from the request.
+func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, err error) error {
+	p := problem{
+		status:  http.StatusBadRequest,
+		code:    "login_failed",
+		title:   "Sign-in failed",
+		message: "This sign-in link is invalid, expired or was already used. Please start again.",
+	}
+	var pe *flow.ProviderError
+	var ee *flow.ExchangeError
+	switch {
+	case errors.As(err, &pe):
+		if pe.Code == "access_denied" {
+			p.status, p.code, p.title = http.StatusForbidden, "access_denied", "Sign-in cancelled"
+			p.message = "Sign-in was cancelled or refused at the identity provider."
+		} else {
+			p.message = "The identity provider could not sign you in (" + pe.Code + "). Please start again."
+		}
+	case errors.As(err, &ee):
+		p.message = "The identity provider did not accept this sign-in. Please start again."
+	case errors.Is(err, flow.ErrProviderUnavailable):
+		p.status, p.code, p.title = http.StatusBadGateway, "provider_unavailable", "Sign-in is unavailable"
+		p.message = "The identity provider cannot be reached right now. Please try again in a moment."
+	case errors.Is(err, flow.ErrIDToken), errors.Is(err, flow.ErrUserinfo), errors.Is(err, flow.ErrTokenResponse),
+		errors.Is(err, errIncompleteIdentity), errors.Is(err, session.ErrTooLarge):
+		p.status, p.code = http.StatusBadGateway, "provider_response_rejected"
+		p.message = "The identity provider's answer could not be accepted. Please contact the site's administrator."
+	}
+	g.logger.Warn("login failed", zap.Int("status", p.status), zap.Error(err))
+	return fail(w, r, p, err)
+}
+
+var errIncompleteIdentity = errors.New("gatehouse: the provider did not send the configured user claim")
+
+// newSession builds the session for a finished login: a fresh ID (no
+// fixation), the identity mapped through the *_claim settings, the tokens.
+func (g *Gatehouse) newSession(res *flow.Result) (*session.Session, error) {
+	user := claimString(res.Claims, g.UserClaim)
+	if user == "" {
+		return nil, errIncompleteIdentity
+	}
+	verified, _ := res.Claims["email_verified"].(bool)
+	sess := &session.Session{
+		ID:                session.NewID(),
+		Subject:           res.IDToken.Subject,
+		User:              user,
+		Email:             claimString(res.Claims, g.EmailClaim),
+		EmailVerified:     verified,
+		PreferredUsername: claimString(res.Claims, "preferred_username"),
+		Name:              claimString(res.Claims, "name"),
+		Groups:            claimStrings(res.Claims, g.GroupsClaim),
+		SID:               res.IDToken.SessionID,
+		AccessToken:       res.Tokens.AccessToken,
+		RefreshToken:      res.Tokens.RefreshToken,
+		Created:           g.now().Unix(),
+	}
+	if !res.Tokens.Expiry.IsZero() {
+		sess.AccessExpiry = res.Tokens.Expiry.Unix()
+	}
+	return sess, nil
+}
+
+// redirectURL is this site's callback URL, from the connection's scheme and
+// the request's Host (what {http.request.scheme} and
+// {http.request.hostport} say), never from X-Forwarded-* headers.
+func (g *Gatehouse) redirectURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + g.callbackPath
+}
+
+// originalRequestURI is the path and query the client asked for, before
+// any rewrite by earlier handlers (uri strip_prefix, handle_path).
+func originalRequestURI(r *http.Request) string {
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		return orig.URL.RequestURI()
+	}
+	return r.URL.RequestURI()
+}
