@@ -1,0 +1,215 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// recorder is an upstream app that remembers the headers it was sent.
+type recorder struct {
+	mu    sync.Mutex
+	seen  []http.Header
+	paths []string
+}
+
+func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec.mu.Lock()
+	rec.seen = append(rec.seen, r.Header.Clone())
+	rec.paths = append(rec.paths, r.URL.RequestURI())
+	rec.mu.Unlock()
+	fmt.Fprintf(w, "app: user=%s", r.Header.Get("X-Forwarded-User"))
+}
+
+func (rec *recorder) last() (http.Header, string, int) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.seen) == 0 {
+		return nil, "", 0
+	}
+	return rec.seen[len(rec.seen)-1], rec.paths[len(rec.paths)-1], len(rec.seen)
+}
+
+// TestThroughRealCaddy runs a real Caddy (caddytest, in process) with
+// gatehouse in front of an httptest upstream and devidp, and walks a
+// browser login with a cookie jar: redirect → provider login → callback →
+// upstream, checking what the upstream receives.
+func TestThroughRealCaddy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Caddy")
+	}
+	idp := newIDP(t)
+	app := &recorder{}
+	upstream := httptest.NewServer(app)
+	defer upstream.Close()
+
+	tester := caddytest.NewTester(t)
+	tester.InitServer(fmt.Sprintf(`
+	{
+		admin localhost:2999
+		http_port 9080
+		https_port 9443
+		grace_period 1ns
+		auto_https off
+	}
+	http://127.0.0.1:9080 {
+		bind 127.0.0.1
+		gatehouse {
+			issuer %[1]s
+			client_id %[2]s
+			client_secret %[3]s
+			cookie_secret %[4]s
+			scopes openid email profile groups
+			cookie_insecure
+		}
+		reverse_proxy %[5]s
+	}
+	http://127.0.0.1:9081 {
+		bind 127.0.0.1
+		gatehouse {
+			issuer %[6]s
+			client_id %[2]s
+			client_secret %[3]s
+			cookie_secret %[4]s
+			cookie_insecure
+		}
+		reverse_proxy %[5]s
+	}
+	`, idp.Issuer(), testClientID, testClientSecret, testCookieSecret,
+		strings.TrimPrefix(upstream.URL, "http://"), closedURL(t)), "caddyfile")
+
+	const site = "http://127.0.0.1:9080"
+	b := newBrowser(t)
+
+	t.Run("API request without a session gets 401 JSON", func(t *testing.T) {
+		r, _ := http.NewRequest("GET", site+"/api/items", nil)
+		r.Header.Set("Accept", "application/json")
+		r.Header.Set("X-Forwarded-User", "mallory")
+		resp := b.do(r)
+		body := readBody(resp)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `"error":"unauthenticated"`) {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		if _, _, n := app.last(); n != 0 {
+			t.Fatal("the upstream was reached without a session")
+		}
+	})
+
+	var callbackURL string
+	t.Run("login walks redirect, provider, callback", func(t *testing.T) {
+		resp, _ := b.get(site + "/reports/2026?sort=date&q=a%2Fb")
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("first visit: %d", resp.StatusCode)
+		}
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if !strings.HasPrefix(loc.String(), idp.Issuer()+"/authorize") ||
+			loc.Query().Get("redirect_uri") != site+"/oauth2/callback" ||
+			loc.Query().Get("code_challenge_method") != "S256" {
+			t.Fatalf("authorization URL %s", loc)
+		}
+		callbackURL = b.loginAt(loc.String(), "alice")
+		resp, _ = b.get(callbackURL)
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/reports/2026?sort=date&q=a%2Fb" {
+			t.Fatalf("callback: %d → %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		var session *http.Cookie
+		for _, c := range resp.Cookies() {
+			if c.Name == "_gatehouse" {
+				session = c
+			}
+		}
+		if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteLaxMode || session.Path != "/" {
+			t.Fatalf("session cookie: %+v", session)
+		}
+	})
+
+	t.Run("upstream receives the identity, never spoofed headers or our cookies", func(t *testing.T) {
+		r, _ := http.NewRequest("GET", site+"/reports/2026?sort=date&q=a%2Fb", nil)
+		r.Header.Set("Accept", "text/html")
+		r.Header["X-Forwarded-User"] = []string{"mallory"}
+		r.Header["X_Forwarded_User"] = []string{"mallory"}
+		r.Header["X-Forwarded-Groups"] = []string{"admins,root"}
+		r.Header["x_forwarded_email"] = []string{"mallory@evil.example"}
+		r.Header["X-Forwarded-Access-Token"] = []string{"forged"}
+		r.AddCookie(&http.Cookie{Name: "app_pref", Value: "dark"})
+		resp := b.do(r)
+		body := readBody(resp)
+		if resp.StatusCode != http.StatusOK || body != "app: user=alice" {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+		h, path, _ := app.last()
+		if path != "/reports/2026?sort=date&q=a%2Fb" {
+			t.Fatalf("upstream path %q", path)
+		}
+		for name, want := range map[string]string{
+			"X-Forwarded-User":               "alice",
+			"X-Forwarded-Email":              "alice@example.com",
+			"X-Forwarded-Preferred-Username": "alice",
+			"X-Forwarded-Groups":             "admins,staff",
+			"X-Forwarded-Access-Token":       "",
+		} {
+			if got := strings.Join(h.Values(name), "|"); got != want {
+				t.Errorf("%s = %q, want %q", name, got, want)
+			}
+		}
+		for name, values := range h {
+			for _, v := range values {
+				if strings.Contains(v, "mallory") || v == "forged" || v == "admins,root" {
+					t.Errorf("spoofed %s: %q reached the upstream", name, v)
+				}
+			}
+		}
+		if cookies := strings.Join(h.Values("Cookie"), "; "); cookies != "app_pref=dark" {
+			t.Errorf("upstream Cookie header %q", cookies)
+		}
+	})
+
+	t.Run("replayed callback fails and sets no session", func(t *testing.T) {
+		fresh := newBrowser(t)
+		resp, body := fresh.get(callbackURL)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "Sign-in failed") {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		for _, c := range resp.Cookies() {
+			if c.Name == "_gatehouse" {
+				t.Fatal("a session cookie was set")
+			}
+		}
+	})
+
+	t.Run("tampered cookie is no session", func(t *testing.T) {
+		u, _ := url.Parse(site)
+		var value string
+		for _, c := range b.client.Jar.Cookies(u) {
+			if c.Name == "_gatehouse" {
+				value = c.Value
+			}
+		}
+		bad := []byte(value)
+		bad[10] ^= 0x01
+		r, _ := http.NewRequest("GET", site+"/reports", nil)
+		r.Header.Set("Accept", "text/html")
+		r.Header.Set("Cookie", "_gatehouse="+string(bad))
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(resp)
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("tampered cookie: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("provider down gives a 503 page", func(t *testing.T) {
+		resp, body := newBrowser(t).get("http://127.0.0.1:9081/")
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "cannot be reached") {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	})
+}
