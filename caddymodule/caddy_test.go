@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -80,6 +82,18 @@ func TestThroughRealCaddy(t *testing.T) {
 			cookie_insecure
 		}
 		reverse_proxy %[5]s
+	}
+	http://127.0.0.1:9082 {
+		bind 127.0.0.1
+		gatehouse /private/* {
+			issuer %[1]s
+			client_id %[2]s
+			client_secret %[3]s
+			cookie_secret %[4]s
+			cookie_insecure
+			unauthenticated 401
+		}
+		respond "public {path}"
 	}
 	`, idp.Issuer(), testClientID, testClientSecret, testCookieSecret,
 		strings.TrimPrefix(upstream.URL, "http://"), closedURL(t)), "caddyfile")
@@ -206,10 +220,57 @@ func TestThroughRealCaddy(t *testing.T) {
 		}
 	})
 
+	// Skip rules are Caddy matchers on the normalised path: no encoding,
+	// case or slash trick reaches /private/* without a session, and the
+	// query string never matters (oauth2-proxy CVE-2025-54576,
+	// CVE-2026-41059; Caddy CVE-2026-27587).
+	t.Run("path tricks do not bypass a protected route", func(t *testing.T) {
+		for _, raw := range []string{
+			"/private/x", "/PRIVATE/x", "/Private/x", "//private/x", "/./private/x",
+			"/public/../private/x", "/public/%2e%2e/private/x", "/public/%2E%2E/private/x",
+			"/%70rivate/x", "/private%2Fx", "/private%2fx", "/public%23/../private/x",
+			"/private/x?/public", "/private/%2e%2e/private/x", "/private/x#/public",
+		} {
+			resp := rawGET(t, "127.0.0.1:9082", raw)
+			body := readBody(resp)
+			if resp.StatusCode != http.StatusUnauthorized && !(resp.StatusCode == http.StatusOK && !strings.Contains(strings.ToLower(body), "/private/")) {
+				t.Errorf("%s: %d %q", raw, resp.StatusCode, body)
+			}
+			if resp.StatusCode == http.StatusOK {
+				t.Logf("%s is public: %q", raw, body)
+			}
+		}
+		r, _ := http.NewRequest("GET", "http://127.0.0.1:9082/public?next=/private/secret", nil)
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readBody(resp); resp.StatusCode != http.StatusOK || body != "public /public" {
+			t.Errorf("a public path with /private/ in its query: %d %q", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("provider down gives a 503 page", func(t *testing.T) {
 		resp, body := newBrowser(t).get("http://127.0.0.1:9081/")
 		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "cannot be reached") {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 	})
+}
+
+// rawGET sends a request line with target exactly as given (no client-side
+// cleaning) and reads the response.
+func rawGET(t *testing.T, addr, target string) *http.Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\nConnection: close\r\n\r\n", target, addr)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }

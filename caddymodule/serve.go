@@ -94,8 +94,8 @@ func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
 
 // serveCallback finishes a login at PathPrefix/callback.
 func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
 		return fail(w, r, problem{
 			status: http.StatusMethodNotAllowed, code: "method_not_allowed",
 			title: "Method not allowed", message: "The sign-in callback accepts GET only.",
@@ -151,11 +151,16 @@ func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, err erro
 	var ee *flow.ExchangeError
 	switch {
 	case errors.As(err, &pe):
-		if pe.Code == "access_denied" {
+		switch {
+		case pe.Code == "access_denied":
 			p.status, p.code, p.title = http.StatusForbidden, "access_denied", "Sign-in cancelled"
 			p.message = "Sign-in was cancelled or refused at the identity provider."
-		} else {
+		case knownProviderErrors[pe.Code]:
+			// Only codes from the specifications are shown: the query
+			// string is the attacker's to write.
 			p.message = "The identity provider could not sign you in (" + pe.Code + "). Please start again."
+		default:
+			p.message = "The identity provider could not sign you in. Please start again."
 		}
 	case errors.As(err, &ee):
 		p.message = "The identity provider did not accept this sign-in. Please start again."
@@ -169,6 +174,17 @@ func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, err erro
 	}
 	g.logger.Warn("login failed", zap.Int("status", p.status), zap.Error(err))
 	return fail(w, r, p, err)
+}
+
+// knownProviderErrors are the authorization error codes of RFC 6749
+// §4.1.2.1 and OpenID Connect Core §3.1.2.6.
+var knownProviderErrors = map[string]bool{
+	"invalid_request": true, "unauthorized_client": true, "access_denied": true,
+	"unsupported_response_type": true, "invalid_scope": true, "server_error": true,
+	"temporarily_unavailable": true, "interaction_required": true, "login_required": true,
+	"account_selection_required": true, "consent_required": true, "invalid_request_uri": true,
+	"invalid_request_object": true, "request_not_supported": true, "request_uri_not_supported": true,
+	"registration_not_supported": true,
 }
 
 var errIncompleteIdentity = errors.New("gatehouse: the provider did not send the configured user claim")

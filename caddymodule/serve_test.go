@@ -359,10 +359,14 @@ func TestCallbackRejects(t *testing.T) {
 		{"provider error access_denied", func() *http.Request {
 			return navigation("GET", "/oauth2/callback?error=access_denied&state=x")
 		}, http.StatusForbidden},
+		{"unknown provider error code is not shown", func() *http.Request {
+			return navigation("GET", "/oauth2/callback?error=forged_Call_555_1234&state=x")
+		}, http.StatusBadRequest},
 		{"provider error with markup", func() *http.Request {
 			return navigation("GET", "/oauth2/callback?error=%3Cscript%3Ealert(1)%3C/script%3E&error_description=%3Cb%3Ehi")
 		}, http.StatusBadRequest},
 		{"POST", func() *http.Request { return httptest.NewRequest("POST", "/oauth2/callback?state=x&code=y", nil) }, http.StatusMethodNotAllowed},
+		{"HEAD", func() *http.Request { return httptest.NewRequest("HEAD", "/oauth2/callback?state=x&code=y", nil) }, http.StatusMethodNotAllowed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := tc.req()

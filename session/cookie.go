@@ -329,7 +329,8 @@ func (s *CookieStore) TakeLogin(w http.ResponseWriter, r *http.Request, state st
 }
 
 // expireOldLogins keeps at most maxLogins-1 login cookies on r (so that one
-// more fits), expiring undecodable ones first, then the oldest.
+// more fits), expiring undecodable ones first, then the oldest. Only the
+// first few dozen are looked at; a request carrying more is not a browser.
 func (s *CookieStore) expireOldLogins(w http.ResponseWriter, r *http.Request) {
 	type entry struct {
 		name    string
@@ -337,7 +338,7 @@ func (s *CookieStore) expireOldLogins(w http.ResponseWriter, r *http.Request) {
 	}
 	var logins []entry
 	s.scan(r, func(name, value string) {
-		if !s.isLoginName(name) {
+		if !s.isLoginName(name) || len(logins) >= 8*maxLogins {
 			return
 		}
 		e := entry{name: name}
