@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -37,6 +39,16 @@ func init() {
 //		groups_claim           <claim>
 //		trusted_redirect_hosts <host...>
 //		unauthenticated        redirect|401|allow
+//		bearer {
+//			audience        <aud...>
+//			issuer          <url>
+//			jwks_uri        <url>
+//			algorithms      <alg...>
+//			required_scopes <scope...>
+//			clock_skew      <duration>
+//			cache_size      <entries>
+//			only
+//		}
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	g := new(Gatehouse)
@@ -117,6 +129,15 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = someArgs(d, &g.TrustedRedirectHosts)
 		case "unauthenticated":
 			err = oneArg(d, &g.Unauthenticated)
+		case "bearer":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.Bearer = new(BearerConfig)
+			if err := g.Bearer.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			continue
 		default:
 			return d.Errf("gatehouse: unrecognized subdirective %q", sub)
 		}
@@ -125,6 +146,59 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		if d.NextBlock(nesting + 1) {
 			return d.Errf("gatehouse: %s: takes no block", sub)
+		}
+	}
+	return nil
+}
+
+// unmarshalCaddyfile reads the bearer block.
+func (b *BearerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("gatehouse: bearer %s: given more than once", sub)
+		}
+		seen[sub] = true
+		var err error
+		switch sub {
+		case "audience":
+			err = someArgs(d, &b.Audiences)
+		case "issuer":
+			err = oneArg(d, &b.Issuer)
+		case "jwks_uri":
+			err = oneArg(d, &b.JWKSURI)
+		case "algorithms":
+			err = someArgs(d, &b.Algorithms)
+		case "required_scopes":
+			err = someArgs(d, &b.RequiredScopes)
+		case "clock_skew":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				if b.ClockSkew, err = parseDuration(s); err != nil {
+					return d.Errf("gatehouse: bearer clock_skew: %v", err)
+				}
+			}
+		case "cache_size":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				if b.CacheSize, err = strconv.Atoi(s); err != nil {
+					return d.Errf("gatehouse: bearer cache_size: %q is not a number", s)
+				}
+			}
+		case "only":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			b.Only = true
+		default:
+			return d.Errf("gatehouse: bearer: unrecognized subdirective %q", sub)
+		}
+		if err != nil {
+			return err
+		}
+		if d.NextBlock(nesting + 1) {
+			return d.Errf("gatehouse: bearer %s: takes no block", sub)
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/verify"
 )
 
 // Identity headers set for the upstream, canonical form.
@@ -63,26 +64,49 @@ func sameHeaderName(a, b string) bool {
 	return true
 }
 
-// setIdentity hands the session's identity to the next handlers: identity
-// headers (only those with a value) and the placeholders Caddy's own
-// authentication handler sets, {http.auth.user.id} and
-// {http.auth.user.<claim>}.
-func setIdentity(r *http.Request, repl *caddy.Replacer, s *session.Session) {
-	groups := strings.Join(s.Groups, ",")
-	setHeader(r.Header, headerUser, s.User)
-	setHeader(r.Header, headerEmail, s.Email)
-	setHeader(r.Header, headerPreferredUsername, s.PreferredUsername)
+// identity is who a request is, from a session or a bearer token.
+type identity struct {
+	user, subject, email, preferredUsername, name string
+	groups                                        []string
+}
+
+func sessionIdentity(s *session.Session) identity {
+	return identity{
+		user: s.User, subject: s.Subject, email: s.Email,
+		preferredUsername: s.PreferredUsername, name: s.Name, groups: s.Groups,
+	}
+}
+
+// claimsIdentity maps a bearer token's claims through the *_claim
+// settings, as a login does.
+func (g *Gatehouse) claimsIdentity(c *verify.Claims) identity {
+	all := c.Map()
+	return identity{
+		user:              claimString(all, g.UserClaim),
+		subject:           c.Subject,
+		email:             claimString(all, g.EmailClaim),
+		preferredUsername: claimString(all, "preferred_username"),
+		name:              claimString(all, "name"),
+		groups:            claimStrings(all, g.GroupsClaim),
+	}
+}
+
+// set hands the identity to the next handlers: identity headers (only
+// those with a value) and the placeholders Caddy's own authentication
+// handler sets, {http.auth.user.id} and {http.auth.user.<claim>}.
+func (id identity) set(r *http.Request, repl *caddy.Replacer) {
+	groups := strings.Join(id.groups, ",")
+	setHeader(r.Header, headerUser, id.user)
+	setHeader(r.Header, headerEmail, id.email)
+	setHeader(r.Header, headerPreferredUsername, id.preferredUsername)
 	setHeader(r.Header, headerGroups, groups)
 
-	repl.Set("http.auth.user.id", s.User)
-	repl.Set("http.auth.user.sub", s.Subject)
-	repl.Set("http.auth.user.email", s.Email)
-	repl.Set("http.auth.user.preferred_username", s.PreferredUsername)
-	repl.Set("http.auth.user.name", s.Name)
+	repl.Set("http.auth.user.id", id.user)
+	repl.Set("http.auth.user.sub", id.subject)
+	repl.Set("http.auth.user.email", id.email)
+	repl.Set("http.auth.user.preferred_username", id.preferredUsername)
+	repl.Set("http.auth.user.name", id.name)
 	repl.Set("http.auth.user.groups", groups)
-	for k, v := range s.Claims {
-		repl.Set("http.auth.user."+k, v)
-	}
 }
 
 func setHeader(h http.Header, name, value string) {

@@ -1,12 +1,15 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/flow"
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/verify"
 )
 
 func init() {
@@ -101,12 +105,95 @@ type Gatehouse struct {
 	// redirected, other requests (XHR, JSON, non-GET) get 401.
 	Unauthenticated string `json:"unauthenticated,omitempty"`
 
+	// Bearer, when set, validates `Authorization: Bearer` JWTs.
+	Bearer *BearerConfig `json:"bearer,omitempty"`
+
 	logger       *zap.Logger
-	flow         *flow.Client
-	store        *session.CookieStore
+	provider     *flow.Provider
+	client       *flow.Client        // nil with bearer `only`
+	store        *session.CookieStore // nil with bearer `only`
+	bearer       *flow.Bearer
 	trusted      flow.HostPatterns
 	callbackPath string
 	now          func() time.Time
+
+	keys *keyLease
+}
+
+// BearerConfig enables bearer-token validation for APIs: requests with
+// `Authorization: Bearer <JWT>` are authenticated by the token alone.
+type BearerConfig struct {
+	// Audiences: a token's aud must contain one of them. Required.
+	Audiences []string `json:"audiences,omitempty"`
+	// Issuer a token must name. Default: the gateway's issuer.
+	Issuer string `json:"issuer,omitempty"`
+	// JWKSURI holds the signing keys. Default: from discovery. Required
+	// when Issuer is not the gateway's issuer.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+	// Algorithms allowed: RS256/384/512, PS256/384/512, ES256/384/512,
+	// EdDSA. Default: what discovery advertises, intersected with these.
+	Algorithms []string `json:"algorithms,omitempty"`
+	// RequiredScopes a token must all carry (in `scope` or `scp`), else 403.
+	RequiredScopes []string `json:"required_scopes,omitempty"`
+	// ClockSkew tolerated on exp, nbf and iat. Default: 30s.
+	ClockSkew caddy.Duration `json:"clock_skew,omitempty"`
+	// Only marks the site as an API: no login redirects, no cookies; a
+	// request without a token gets 401. Default: false.
+	Only bool `json:"only,omitempty"`
+	// CacheSize bounds the verified-token cache (entries). Default: 10000.
+	CacheSize int `json:"cache_size,omitempty"`
+}
+
+// keySetPool shares one JWKS cache per jwks_uri between handler instances
+// and across config reloads (the new config provisions while the old one
+// still serves). Entries are *pooledKeySet.
+var keySetPool = caddy.NewUsagePool()
+
+type pooledKeySet struct{ *verify.RemoteKeySet }
+
+// keyLease records the keySetPool entries one handler instance holds, so
+// Cleanup releases exactly those; after release it takes no more.
+type keyLease struct {
+	mu       sync.Mutex
+	uris     []string
+	released bool
+}
+
+// get returns the shared key set for uri, creating it on first use.
+func (l *keyLease) get(uri string, logger *slog.Logger) (verify.KeySet, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return nil, errors.New("gatehouse: this configuration was unloaded")
+	}
+	val, _, err := keySetPool.LoadOrNew(uri, func() (caddy.Destructor, error) {
+		ks, err := verify.NewRemoteKeySet(context.Background(), uri, verify.RemoteOptions{Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		return pooledKeySet{ks}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.uris = append(l.uris, uri)
+	return val.(pooledKeySet).RemoteKeySet, nil
+}
+
+// release gives every held entry back to the pool.
+func (l *keyLease) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, uri := range l.uris {
+		_, _ = keySetPool.Delete(uri)
+	}
+	l.uris, l.released = nil, true
+}
+
+// Destruct stops the key set's background refresh when its last user is gone.
+func (p pooledKeySet) Destruct() error {
+	p.Close()
+	return nil
 }
 
 // CaddyModule returns the Caddy module information.
@@ -135,11 +222,48 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 	g.callbackPath = g.PathPrefix + "/callback"
 	g.trusted, _ = flow.NewHostPatterns(g.TrustedRedirectHosts) // checked by Validate
 
+	g.keys = &keyLease{}
+	var err error
+	g.provider, err = flow.NewProvider(ctx, flow.ProviderOptions{
+		Issuer: g.Issuer,
+		Endpoints: flow.Endpoints{
+			Authorization: g.AuthorizationEndpoint,
+			Token:         g.TokenEndpoint,
+			Userinfo:      g.UserinfoEndpoint,
+			JWKS:          g.JWKSURI,
+			EndSession:    g.EndSessionEndpoint,
+		},
+		KeySet: func(uri string) (verify.KeySet, error) { return g.keys.get(uri, ctx.Slogger()) },
+		Now:    g.now,
+		Logger: ctx.Slogger(),
+	})
+	if err != nil {
+		return fmt.Errorf("gatehouse: %w", err)
+	}
+	if g.Bearer != nil {
+		g.bearer, err = flow.NewBearer(flow.BearerOptions{
+			Provider:       g.provider,
+			Audiences:      g.Bearer.Audiences,
+			Issuer:         g.Bearer.Issuer,
+			JWKSURI:        g.Bearer.JWKSURI,
+			Algorithms:     g.Bearer.Algorithms,
+			RequiredScopes: g.Bearer.RequiredScopes,
+			ClockSkew:      time.Duration(g.Bearer.ClockSkew),
+			CacheSize:      g.Bearer.CacheSize,
+			Now:            g.now,
+		})
+		if err != nil {
+			return fmt.Errorf("gatehouse: bearer: %w", err)
+		}
+		if g.Bearer.Only {
+			return nil
+		}
+	}
+
 	secrets := make([][]byte, len(g.CookieSecrets))
 	for i, s := range g.CookieSecrets {
 		secrets[i] = []byte(s)
 	}
-	var err error
 	g.store, err = session.NewCookieStore(session.Options{
 		Name:     g.CookieName,
 		Domain:   g.CookieDomain,
@@ -156,21 +280,13 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 	if g.ClientAuth == "post" {
 		clientAuth = flow.AuthPost
 	}
-	g.flow, err = flow.New(ctx, flow.Options{
-		Issuer: g.Issuer,
-		Endpoints: flow.Endpoints{
-			Authorization: g.AuthorizationEndpoint,
-			Token:         g.TokenEndpoint,
-			Userinfo:      g.UserinfoEndpoint,
-			JWKS:          g.JWKSURI,
-			EndSession:    g.EndSessionEndpoint,
-		},
+	g.client, err = flow.New(flow.Options{
+		Provider:     g.provider,
 		ClientID:     g.ClientID,
 		ClientSecret: g.ClientSecret,
 		ClientAuth:   clientAuth,
 		Scopes:       g.Scopes,
 		Now:          g.now,
-		Logger:       ctx.Slogger(),
 	})
 	if err != nil {
 		return fmt.Errorf("gatehouse: %w", err)
@@ -230,6 +346,21 @@ func (g *Gatehouse) resolvePlaceholders() error {
 		one("groups_claim", &g.GroupsClaim),
 		many("trusted_redirect_hosts", g.TrustedRedirectHosts),
 		one("unauthenticated", &g.Unauthenticated),
+		g.resolveBearer(one, many),
+	)
+}
+
+func (g *Gatehouse) resolveBearer(one func(string, *string) error, many func(string, []string) error) error {
+	if g.Bearer == nil {
+		return nil
+	}
+	b := g.Bearer
+	return errors.Join(
+		many("bearer audience", b.Audiences),
+		one("bearer issuer", &b.Issuer),
+		one("bearer jwks_uri", &b.JWKSURI),
+		many("bearer algorithms", b.Algorithms),
+		many("bearer required_scopes", b.RequiredScopes),
 	)
 }
 
@@ -279,10 +410,11 @@ func (g *Gatehouse) Validate() error {
 			}
 		}
 	}
-	if g.ClientID == "" {
-		bad("client_id", "is required")
+	apiOnly := g.Bearer != nil && g.Bearer.Only
+	if g.ClientID == "" && !apiOnly {
+		bad("client_id", "is required (unless bearer { only })")
 	}
-	if g.ClientSecret == "" {
+	if g.ClientSecret == "" && !apiOnly {
 		bad("client_secret", "is required (use {env.NAME} or {file./path} to keep it out of the config)")
 	}
 	if g.ClientAuth != "" && g.ClientAuth != "basic" && g.ClientAuth != "post" {
@@ -294,7 +426,7 @@ func (g *Gatehouse) Validate() error {
 	if p := g.PathPrefix; p != "" && (!strings.HasPrefix(p, "/") || p == "/" || path.Clean(p) != p || strings.ContainsAny(p, "?#%*{} ")) {
 		bad("path_prefix", "must be a clean absolute path like /oauth2, not %q", p)
 	}
-	if len(g.CookieSecrets) == 0 {
+	if len(g.CookieSecrets) == 0 && !apiOnly {
 		bad("cookie_secret", "is required: one or more random secrets of at least %d bytes (openssl rand -base64 32)", session.MinSecretLength)
 	}
 	for i, s := range g.CookieSecrets {
@@ -340,17 +472,52 @@ func (g *Gatehouse) Validate() error {
 	}
 	switch g.Unauthenticated {
 	case "", "redirect", "401", "allow":
+		if apiOnly && g.Unauthenticated == "redirect" {
+			bad("unauthenticated", "redirect contradicts bearer { only }")
+		}
 	default:
 		bad("unauthenticated", "must be redirect, 401 or allow, not %q", g.Unauthenticated)
+	}
+	if b := g.Bearer; b != nil {
+		if len(b.Audiences) == 0 || slices.Contains(b.Audiences, "") {
+			bad("bearer audience", "is required: the audience your API's tokens are issued for")
+		}
+		if b.Issuer != "" {
+			if err := flow.CheckEndpointURL(b.Issuer); err != nil {
+				bad("bearer issuer", "%v", err)
+			}
+			if b.Issuer != g.Issuer && b.JWKSURI == "" {
+				bad("bearer jwks_uri", "is required when the bearer issuer is not the gateway's issuer")
+			}
+		}
+		if b.JWKSURI != "" {
+			if err := flow.CheckEndpointURL(b.JWKSURI); err != nil {
+				bad("bearer jwks_uri", "%v", err)
+			}
+		}
+		for _, a := range b.Algorithms {
+			if !slices.Contains(verify.AsymmetricAlgorithms, a) {
+				bad("bearer algorithms", "%q is not one of %s", a, strings.Join(verify.AsymmetricAlgorithms, " "))
+			}
+		}
+		if d := time.Duration(b.ClockSkew); d < 0 || d > 10*time.Minute {
+			bad("bearer clock_skew", "must be between 0 and 10m")
+		}
+		if b.CacheSize < 0 {
+			bad("bearer cache_size", "must not be negative")
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// Cleanup stops the background work Provision started; it is safe after a
-// failed Provision.
+// Cleanup stops the background work Provision started and releases the
+// shared key sets; it is safe after a failed Provision.
 func (g *Gatehouse) Cleanup() error {
-	if g.flow != nil {
-		g.flow.Close()
+	if g.provider != nil {
+		g.provider.Close()
+	}
+	if g.keys != nil {
+		g.keys.release()
 	}
 	return nil
 }

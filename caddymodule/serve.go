@@ -4,6 +4,7 @@ import (
 	"errors"
 	"html"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -12,13 +13,29 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/flow"
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/verify"
 )
 
 // ServeHTTP strips client-supplied identity headers, serves gatehouse's own
-// endpoints, and otherwise lets a request with a valid session through with
-// its identity, or handles it as unauthenticated.
+// endpoints, authenticates a bearer token (when configured) or else the
+// session cookie, and lets an authenticated request through with its
+// identity; anything else is handled as unauthenticated.
 func (g *Gatehouse) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripIdentityHeaders(r.Header)
+
+	if g.bearer != nil {
+		token, err := verify.BearerToken(r.Header)
+		if err != verify.ErrNoToken {
+			// A bearer request is decided by its token alone: never by a cookie.
+			return g.serveBearer(w, r, next, token, err)
+		}
+		if g.store == nil { // bearer { only }
+			if g.Unauthenticated == "allow" {
+				return next.ServeHTTP(w, r)
+			}
+			return g.bearerFailed(w, r, verify.ErrNoToken)
+		}
+	}
 
 	if r.URL.Path == g.callbackPath {
 		return g.serveCallback(w, r)
@@ -32,10 +49,8 @@ func (g *Gatehouse) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 				g.logger.Warn("re-sealing a session with the current cookie secret failed", zap.Error(err))
 			}
 		}
-		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		setIdentity(r, repl, sess)
 		g.store.StripCookies(r)
-		return next.ServeHTTP(w, r)
+		return g.pass(w, r, next, sessionIdentity(sess))
 	}
 	if !errors.Is(err, session.ErrNoSession) || g.store.HasSession(r) {
 		if c := g.logger.Check(zapcore.DebugLevel, "session cookie not usable"); c != nil {
@@ -69,7 +84,7 @@ func (g *Gatehouse) serveUnauthenticated(w http.ResponseWriter, r *http.Request,
 // unusable session cookie is expired.
 func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
 	returnTo := flow.SafeReturnTo(originalRequestURI(r), r.Host, g.trusted)
-	authURL, login, err := g.flow.StartLogin(r.Context(), g.redirectURL(r), returnTo)
+	authURL, login, err := g.client.StartLogin(r.Context(), g.redirectURL(r), returnTo)
 	if err != nil {
 		g.logger.Warn("cannot start a login: the OpenID provider is unavailable", zap.Error(err))
 		w.Header().Set("Retry-After", "5")
@@ -107,7 +122,7 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 		// TakeLogin expires the login cookie: a callback URL works once.
 		login, _ = g.store.TakeLogin(w, r, state)
 	}
-	res, err := g.flow.FinishLogin(r.Context(), g.redirectURL(r), q, login)
+	res, err := g.client.FinishLogin(r.Context(), g.redirectURL(r), q, login)
 	if err != nil {
 		return g.loginFailed(w, r, err)
 	}
@@ -136,6 +151,65 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 	}
 	http.Redirect(w, r, target, http.StatusFound)
 	return nil
+}
+
+// pass hands the identity to the next handler.
+func (g *Gatehouse) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, id identity) error {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	id.set(r, repl)
+	return next.ServeHTTP(w, r)
+}
+
+// serveBearer authenticates a request by its bearer token: valid → the
+// token's identity goes upstream; invalid → an RFC 6750 error.
+func (g *Gatehouse) serveBearer(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, token string, err error) error {
+	if err != nil {
+		return g.bearerFailed(w, r, err)
+	}
+	claims, err := g.bearer.Verify(r.Context(), token)
+	if err != nil {
+		return g.bearerFailed(w, r, err)
+	}
+	if g.store != nil {
+		g.store.StripCookies(r)
+	}
+	return g.pass(w, r, next, g.claimsIdentity(claims))
+}
+
+// bearerFailed answers a bearer request that cannot pass (RFC 6750 §3):
+// no token → 401 with a bare challenge; a malformed header → 400
+// invalid_request; a bad token → 401 invalid_token; missing scopes → 403
+// insufficient_scope; keys unavailable → 503. The reason is logged at
+// debug level, never the token, and never sent to the client.
+func (g *Gatehouse) bearerFailed(w http.ResponseWriter, r *http.Request, err error) error {
+	if c := g.logger.Check(zapcore.DebugLevel, "bearer token refused"); c != nil {
+		c.Write(zap.Error(err))
+	}
+	p := problem{status: http.StatusUnauthorized, code: "invalid_token", title: "Invalid token",
+		message: "The access token is missing, invalid or expired."}
+	challenge := `Bearer realm="gatehouse"`
+	var scopeErr *flow.InsufficientScopeError
+	switch {
+	case errors.Is(err, verify.ErrNoToken):
+		p.code, p.title, p.message = "unauthenticated", "Authentication required", "This API requires a bearer token."
+	case errors.Is(err, verify.ErrMalformedAuthorization):
+		p.status, p.code, p.title = http.StatusBadRequest, "invalid_request", "Invalid request"
+		p.message = "The Authorization header must be: Bearer <token>."
+		challenge += `, error="invalid_request"`
+	case errors.As(err, &scopeErr):
+		p.status, p.code, p.title = http.StatusForbidden, "insufficient_scope", "Insufficient scope"
+		p.message = "The access token lacks a required scope."
+		challenge += `, error="insufficient_scope", scope="` + strings.Join(g.bearer.RequiredScopes(), " ") + `"`
+	case errors.Is(err, flow.ErrProviderUnavailable):
+		p.status, p.code, p.title = http.StatusServiceUnavailable, "temporarily_unavailable", "Temporarily unavailable"
+		p.message = "Tokens cannot be checked right now. Please retry shortly."
+		w.Header().Set("Retry-After", "5")
+		g.logger.Warn("bearer tokens cannot be checked: the provider's keys are unavailable", zap.Error(err))
+	default:
+		challenge += `, error="invalid_token"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	return fail(w, r, p, err)
 }
 
 // loginFailed logs why a callback failed and answers with a page that

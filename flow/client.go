@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -20,8 +18,6 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/gatehouse-auth/gatehouse/internal/flight"
-	"github.com/gatehouse-auth/gatehouse/internal/httpx"
 	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/verify"
 )
@@ -45,12 +41,8 @@ const DefaultClockSkew = time.Minute
 
 // Options configures a Client.
 type Options struct {
-	// Issuer is the provider's issuer URL, exactly as it appears in its
-	// tokens. Required.
-	Issuer string
-	// Endpoints override discovery field by field. When Authorization,
-	// Token and JWKS are all set, discovery is skipped.
-	Endpoints Endpoints
+	// Provider is the OpenID provider. Required.
+	Provider *Provider
 	// ClientID and ClientSecret of the registered confidential client. Required.
 	ClientID     string
 	ClientSecret string
@@ -62,45 +54,26 @@ type Options struct {
 	// advertises, intersected with verify.AsymmetricAlgorithms (RS256 when
 	// nothing is advertised).
 	IDTokenAlgorithms []string
-	// HTTPClient talks to the provider. Default: 10s timeout, 1 MiB cap.
-	HTTPClient *http.Client
-	// KeySet returns the key set for a jwks_uri; use it to share caches.
-	// Default: a verify.RemoteKeySet owned (and closed) by the Client.
-	KeySet func(jwksURI string) (verify.KeySet, error)
 	// ClockSkew tolerated on ID-token times. Default 1m.
 	ClockSkew time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
-	// Logger receives provider trouble. Default: discard.
-	Logger *slog.Logger
 }
 
-// Client is the relying party: it discovers the provider lazily, starts
-// logins and finishes them at the callback. It never blocks its creator on
-// the network.
+// Client is the relying party: it starts logins and finishes them at the
+// callback, against its Provider. It never blocks its creator on the
+// network.
 type Client struct {
-	opts    Options
-	ctx     context.Context
-	cancel  context.CancelFunc
-	gate    flight.Gate
-	ready   atomic.Pointer[provider]
-	mu      sync.Mutex // guards failures, lastErr and owned
-	fails   int
-	lastErr error
-	owned   []*verify.RemoteKeySet
+	opts     Options
+	p        *Provider
+	mu       sync.Mutex // serializes building the verifier
+	verifier atomic.Pointer[verify.Verifier]
 }
 
-// provider is the discovered provider with its ID-token verifier.
-type provider struct {
-	meta     *Metadata
-	verifier *verify.Verifier
-}
-
-// New checks opts and returns a Client. ctx bounds background work (JWKS
-// refresh); Close ends it too. No network call is made here.
-func New(ctx context.Context, opts Options) (*Client, error) {
-	if err := CheckEndpointURL(opts.Issuer); err != nil {
-		return nil, fmt.Errorf("flow: issuer: %w", err)
+// New checks opts and returns a Client. No network call is made here.
+func New(opts Options) (*Client, error) {
+	if opts.Provider == nil {
+		return nil, errors.New("flow: a provider is required")
 	}
 	if opts.ClientID == "" || opts.ClientSecret == "" {
 		return nil, errors.New("flow: client id and secret are required")
@@ -114,13 +87,8 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	if !slices.Contains(opts.Scopes, "openid") {
 		return nil, errors.New(`flow: scopes must include "openid"`)
 	}
-	for _, alg := range opts.IDTokenAlgorithms {
-		if !slices.Contains(verify.AsymmetricAlgorithms, alg) {
-			return nil, fmt.Errorf("flow: ID-token algorithm %q is not an allowed asymmetric algorithm", alg)
-		}
-	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = httpx.NewClient(nil, 0, 0)
+	if err := checkAlgorithms(opts.IDTokenAlgorithms); err != nil {
+		return nil, err
 	}
 	if opts.ClockSkew == 0 {
 		opts.ClockSkew = DefaultClockSkew
@@ -128,113 +96,32 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
 	opts.Scopes = slices.Clone(opts.Scopes)
-	c := &Client{opts: opts}
-	c.ctx, c.cancel = context.WithCancel(ctx)
-	return c, nil
+	return &Client{opts: opts, p: opts.Provider}, nil
 }
 
-// Close stops background work (the JWKS refresh of key sets it owns).
-func (c *Client) Close() {
-	c.cancel()
+// Provider returns the client's provider.
+func (c *Client) Provider() *Provider { return c.p }
+
+// idTokenVerifier returns the ID-token verifier, built once the provider's
+// metadata is known.
+func (c *Client) idTokenVerifier(meta *Metadata) (*verify.Verifier, error) {
+	if v := c.verifier.Load(); v != nil {
+		return v, nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, ks := range c.owned {
-		ks.Close()
+	if v := c.verifier.Load(); v != nil {
+		return v, nil
 	}
-	c.owned = nil
-}
-
-// Issuer returns the configured issuer.
-func (c *Client) Issuer() string { return c.opts.Issuer }
-
-// Metadata returns the provider's metadata, discovering it first if
-// needed. While the provider is unreachable it fails fast with
-// ErrProviderUnavailable, retrying with backoff (1s doubling to 1m).
-func (c *Client) Metadata(ctx context.Context) (*Metadata, error) {
-	p, err := c.provider(ctx)
+	ks, err := c.p.KeySet(meta.Endpoints.JWKS)
 	if err != nil {
-		return nil, err
-	}
-	return p.meta, nil
-}
-
-func (c *Client) provider(ctx context.Context) (*provider, error) {
-	if p := c.ready.Load(); p != nil {
-		return p, nil
-	}
-	c.gate.Do(ctx, c.opts.Now(), c.discover)
-	if p := c.ready.Load(); p != nil {
-		return p, nil
-	}
-	c.mu.Lock()
-	lastErr := c.lastErr
-	c.mu.Unlock()
-	if lastErr == nil {
-		lastErr = ctx.Err()
-	}
-	return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, lastErr)
-}
-
-// discover runs once at a time (flight.Gate); it returns the backoff
-// before the next attempt.
-func (c *Client) discover() time.Duration {
-	p, err := c.buildProvider()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err != nil {
-		c.fails++
-		c.lastErr = err
-		wait := backoff(c.fails)
-		if c.ctx.Err() == nil {
-			c.opts.Logger.Warn("OpenID provider discovery failed; retrying later",
-				"issuer", c.opts.Issuer, "retry_in", wait.String(), "error", err.Error())
-		}
-		return wait
-	}
-	c.fails, c.lastErr = 0, nil
-	c.ready.Store(p)
-	c.opts.Logger.Info("OpenID provider ready", "issuer", c.opts.Issuer)
-	return 0
-}
-
-func (c *Client) buildProvider() (*provider, error) {
-	meta := &Metadata{Issuer: c.opts.Issuer, Endpoints: c.opts.Endpoints}
-	if !c.opts.Endpoints.complete() {
-		ctx, cancel := context.WithTimeout(c.ctx, c.opts.HTTPClient.Timeout+time.Second)
-		defer cancel()
-		found, err := discover(ctx, c.opts.HTTPClient, c.opts.Issuer)
-		if err != nil {
-			return nil, err
-		}
-		found.Endpoints = found.Endpoints.overlay(c.opts.Endpoints)
-		meta = found
-	}
-	if err := checkEndpoints(meta.Issuer, meta.Endpoints); err != nil {
-		return nil, err
-	}
-	algs := c.opts.IDTokenAlgorithms
-	if len(algs) == 0 {
-		for _, a := range meta.IDTokenAlgorithms {
-			if slices.Contains(verify.AsymmetricAlgorithms, a) {
-				algs = append(algs, a)
-			}
-		}
-		if len(algs) == 0 {
-			algs = []string{"RS256"} // Core §3.1.3.7: the default
-		}
-	}
-	ks, err := c.keySet(meta.Endpoints.JWKS)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
 	}
 	v, err := verify.New(verify.Config{
 		Issuer:     meta.Issuer,
 		Audiences:  []string{c.opts.ClientID},
-		Algorithms: algs,
+		Algorithms: signingAlgorithms(c.opts.IDTokenAlgorithms, meta),
 		Keys:       ks,
 		ClockSkew:  c.opts.ClockSkew,
 		Now:        c.opts.Now,
@@ -242,27 +129,11 @@ func (c *Client) buildProvider() (*provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &provider{meta: meta, verifier: v}, nil
+	c.verifier.Store(v)
+	return v, nil
 }
 
-func (c *Client) keySet(jwksURI string) (verify.KeySet, error) {
-	if c.opts.KeySet != nil {
-		return c.opts.KeySet(jwksURI)
-	}
-	ks, err := verify.NewRemoteKeySet(c.ctx, jwksURI, verify.RemoteOptions{
-		HTTPClient: c.opts.HTTPClient,
-		Logger:     c.opts.Logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	c.owned = append(c.owned, ks)
-	c.mu.Unlock()
-	return ks, nil
-}
-
-func (c *Client) oauth2Config(p *provider, redirectURL string) *oauth2.Config {
+func (c *Client) oauth2Config(meta *Metadata, redirectURL string) *oauth2.Config {
 	style := oauth2.AuthStyleInHeader
 	if c.opts.ClientAuth == AuthPost {
 		style = oauth2.AuthStyleInParams
@@ -271,8 +142,8 @@ func (c *Client) oauth2Config(p *provider, redirectURL string) *oauth2.Config {
 		ClientID:     c.opts.ClientID,
 		ClientSecret: c.opts.ClientSecret,
 		Endpoint: oauth2.Endpoint{
-			AuthURL:   p.meta.Endpoints.Authorization,
-			TokenURL:  p.meta.Endpoints.Token,
+			AuthURL:   meta.Endpoints.Authorization,
+			TokenURL:  meta.Endpoints.Token,
 			AuthStyle: style,
 		},
 		RedirectURL: redirectURL,
@@ -283,7 +154,7 @@ func (c *Client) oauth2Config(p *provider, redirectURL string) *oauth2.Config {
 // withHTTPClient is the one place the provider HTTP client enters a
 // context, where x/oauth2 looks for it.
 func (c *Client) withHTTPClient(ctx context.Context) context.Context {
-	return context.WithValue(ctx, oauth2.HTTPClient, c.opts.HTTPClient)
+	return context.WithValue(ctx, oauth2.HTTPClient, c.p.opts.HTTPClient)
 }
 
 // StartLogin begins a login: fresh state and nonce (crypto/rand, 130 bits
@@ -292,7 +163,7 @@ func (c *Client) withHTTPClient(ctx context.Context) context.Context {
 // redirectURL is this gateway's callback URL; returnTo must already be
 // validated (ValidateReturnTo) and is checked again when the login ends.
 func (c *Client) StartLogin(ctx context.Context, redirectURL, returnTo string) (authURL string, login *session.Login, err error) {
-	p, err := c.provider(ctx)
+	meta, err := c.p.Metadata(ctx)
 	if err != nil {
 		return "", nil, err
 	}
@@ -303,7 +174,7 @@ func (c *Client) StartLogin(ctx context.Context, redirectURL, returnTo string) (
 		ReturnTo: returnTo,
 		Created:  c.opts.Now().Unix(),
 	}
-	authURL = c.oauth2Config(p, redirectURL).AuthCodeURL(login.State,
+	authURL = c.oauth2Config(meta, redirectURL).AuthCodeURL(login.State,
 		oauth2.S256ChallengeOption(login.Verifier),
 		oauth2.SetAuthURLParam("nonce", login.Nonce),
 	)
@@ -355,12 +226,16 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 		subtle.ConstantTimeCompare([]byte(state), []byte(login.State)) != 1 {
 		return nil, ErrStateMismatch
 	}
-	p, err := c.provider(ctx)
+	meta, err := c.p.Metadata(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if iss := q.Get("iss"); iss != "" || p.meta.IssParameter {
-		if iss != p.meta.Issuer {
+	v, err := c.idTokenVerifier(meta)
+	if err != nil {
+		return nil, err
+	}
+	if iss := q.Get("iss"); iss != "" || meta.IssParameter {
+		if iss != meta.Issuer {
 			return nil, ErrIssuerMismatch
 		}
 	}
@@ -368,7 +243,7 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 	if code == "" || len(code) > maxParam {
 		return nil, ErrMissingCode
 	}
-	tok, err := c.oauth2Config(p, redirectURL).Exchange(c.withHTTPClient(ctx), code, oauth2.VerifierOption(login.Verifier))
+	tok, err := c.oauth2Config(meta, redirectURL).Exchange(c.withHTTPClient(ctx), code, oauth2.VerifierOption(login.Verifier))
 	if err != nil {
 		return nil, exchangeError(err)
 	}
@@ -379,7 +254,7 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 	if rawID == "" {
 		return nil, fmt.Errorf("%w: no id_token", ErrTokenResponse)
 	}
-	idc, err := c.checkIDToken(ctx, p, rawID, login.Nonce, tok.AccessToken)
+	idc, err := c.checkIDToken(ctx, v, rawID, login.Nonce, tok.AccessToken)
 	if err != nil {
 		return nil, err
 	}
@@ -387,8 +262,8 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 	for k, v := range idc.Map() {
 		claims[k] = v
 	}
-	if p.meta.Endpoints.Userinfo != "" {
-		info, err := c.userinfo(ctx, p.meta.Endpoints.Userinfo, tok.AccessToken)
+	if meta.Endpoints.Userinfo != "" {
+		info, err := c.userinfo(ctx, meta.Endpoints.Userinfo, tok.AccessToken)
 		if err != nil {
 			return nil, err
 		}
@@ -414,8 +289,8 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 }
 
 // checkIDToken verifies an ID token as OpenID Connect Core §3.1.3.7 asks.
-func (c *Client) checkIDToken(ctx context.Context, p *provider, raw, nonce, accessToken string) (*verify.Claims, error) {
-	idc, err := p.verifier.Verify(ctx, raw)
+func (c *Client) checkIDToken(ctx context.Context, v *verify.Verifier, raw, nonce, accessToken string) (*verify.Claims, error) {
+	idc, err := v.Verify(ctx, raw)
 	if errors.Is(err, verify.ErrKeysUnavailable) {
 		return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
 	}

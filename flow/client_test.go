@@ -133,24 +133,34 @@ func (c *testClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newClient(t *testing.T, p *scripted, mod ...func(*Options)) *Client {
+// newClient returns a Client of a Provider for p; mod may change either's options.
+func newClient(t *testing.T, p *scripted, mod ...func(*ProviderOptions, *Options)) *Client {
 	t.Helper()
+	now := (&testClock{t: epoch}).now
+	popts := ProviderOptions{
+		Issuer:     p.URL,
+		Now:        now,
+		HTTPClient: httpx.NewClient(nil, 2*time.Second, 0),
+	}
 	opts := Options{
-		Issuer:       p.URL,
 		ClientID:     clientID,
 		ClientSecret: clientSecret,
 		Scopes:       []string{"openid", "email"},
-		Now:          (&testClock{t: epoch}).now,
-		HTTPClient:   httpx.NewClient(nil, 2*time.Second, 0),
+		Now:          now,
 	}
 	for _, m := range mod {
-		m(&opts)
+		m(&popts, &opts)
 	}
-	c, err := New(context.Background(), opts)
+	prov, err := NewProvider(context.Background(), popts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.Close)
+	t.Cleanup(prov.Close)
+	opts.Provider = prov
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -170,23 +180,40 @@ func callback(l *session.Login, iss string) url.Values {
 	return url.Values{"state": {l.State}, "code": {"code-1"}, "iss": {iss}}
 }
 
+func TestNewProviderRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts ProviderOptions
+	}{
+		{"no issuer", ProviderOptions{}},
+		{"relative issuer", ProviderOptions{Issuer: "/realms/x"}},
+		{"issuer without scheme", ProviderOptions{Issuer: "login.example.com"}},
+		{"ftp issuer", ProviderOptions{Issuer: "ftp://login.example.com"}},
+		{"relative endpoint", ProviderOptions{Issuer: "https://i.example", Endpoints: Endpoints{Token: "/token"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := NewProvider(context.Background(), tc.opts); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
 func TestNewRejects(t *testing.T) {
+	prov, _ := NewProvider(context.Background(), ProviderOptions{Issuer: "https://i.example"})
 	for _, tc := range []struct {
 		name string
 		opts Options
 	}{
-		{"no issuer", Options{ClientID: "c", ClientSecret: "s"}},
-		{"relative issuer", Options{Issuer: "/realms/x", ClientID: "c", ClientSecret: "s"}},
-		{"issuer without scheme", Options{Issuer: "login.example.com", ClientID: "c", ClientSecret: "s"}},
-		{"ftp issuer", Options{Issuer: "ftp://login.example.com", ClientID: "c", ClientSecret: "s"}},
-		{"no client id", Options{Issuer: "https://i.example", ClientSecret: "s"}},
-		{"no secret", Options{Issuer: "https://i.example", ClientID: "c"}},
-		{"no openid scope", Options{Issuer: "https://i.example", ClientID: "c", ClientSecret: "s", Scopes: []string{"email"}}},
-		{"HS256 ID tokens", Options{Issuer: "https://i.example", ClientID: "c", ClientSecret: "s", IDTokenAlgorithms: []string{"HS256"}}},
-		{"bad client auth", Options{Issuer: "https://i.example", ClientID: "c", ClientSecret: "s", ClientAuth: 7}},
+		{"no provider", Options{ClientID: "c", ClientSecret: "s"}},
+		{"no client id", Options{Provider: prov, ClientSecret: "s"}},
+		{"no secret", Options{Provider: prov, ClientID: "c"}},
+		{"no openid scope", Options{Provider: prov, ClientID: "c", ClientSecret: "s", Scopes: []string{"email"}}},
+		{"HS256 ID tokens", Options{Provider: prov, ClientID: "c", ClientSecret: "s", IDTokenAlgorithms: []string{"HS256"}}},
+		{"bad client auth", Options{Provider: prov, ClientID: "c", ClientSecret: "s", ClientAuth: 7}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := New(context.Background(), tc.opts); err == nil {
+			if _, err := New(tc.opts); err == nil {
 				t.Fatal("accepted")
 			}
 		})
@@ -244,7 +271,7 @@ func TestStartLogin(t *testing.T) {
 func TestFinishLoginHappyPath(t *testing.T) {
 	for _, auth := range []ClientAuth{AuthBasic, AuthPost} {
 		p := newScripted(t)
-		c := newClient(t, p, func(o *Options) { o.ClientAuth = auth })
+		c := newClient(t, p, func(_ *ProviderOptions, o *Options) { o.ClientAuth = auth })
 		l, q := login(t, c, p)
 		p.set(func(p *scripted) { p.idToken = p.key.Sign(p.claims(q.Get("nonce")), nil) })
 		res, err := c.FinishLogin(context.Background(), redirectURL, callback(l, p.URL), l)
@@ -527,7 +554,7 @@ func TestFinishLoginTokenEndpointTrouble(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newScripted(t)
-			c := newClient(t, p, func(o *Options) { o.HTTPClient = httpx.NewClient(nil, 300*time.Millisecond, 0) })
+			c := newClient(t, p, func(o *ProviderOptions, _ *Options) { o.HTTPClient = httpx.NewClient(nil, 300*time.Millisecond, 0) })
 			l, _ := login(t, c, p)
 			p.set(func(p *scripted) { p.token = tc.handler })
 			res, err := c.FinishLogin(context.Background(), redirectURL, callback(l, p.URL), l)
@@ -623,9 +650,9 @@ func TestDiscoveryBackoff(t *testing.T) {
 		inner.ServeHTTP(w, r)
 	})
 	clock := &testClock{t: epoch}
-	c := newClient(t, p, func(o *Options) { o.Now = clock.now })
+	c := newClient(t, p, func(o *ProviderOptions, _ *Options) { o.Now = clock.now })
 	for range 20 {
-		if _, err := c.Metadata(context.Background()); !errors.Is(err, ErrProviderUnavailable) {
+		if _, err := c.Provider().Metadata(context.Background()); !errors.Is(err, ErrProviderUnavailable) {
 			t.Fatalf("provider down: %v", err)
 		}
 	}
@@ -633,18 +660,18 @@ func TestDiscoveryBackoff(t *testing.T) {
 		t.Fatalf("%d discovery attempts within the backoff, want 1", n)
 	}
 	clock.advance(time.Second)
-	c.Metadata(context.Background())
+	c.Provider().Metadata(context.Background())
 	if n := p.discovery.Load(); n != 2 {
 		t.Fatalf("%d attempts after 1s, want 2", n)
 	}
 	clock.advance(time.Second) // the second failure backs off 2s
-	c.Metadata(context.Background())
+	c.Provider().Metadata(context.Background())
 	if n := p.discovery.Load(); n != 2 {
 		t.Fatalf("%d attempts 1s after the second failure, want 2", n)
 	}
 	down.Store(false)
 	clock.advance(time.Second)
-	m, err := c.Metadata(context.Background())
+	m, err := c.Provider().Metadata(context.Background())
 	if err != nil || m.Endpoints.Token != p.URL+"/token" {
 		t.Fatalf("provider back: %v %v", m, err)
 	}
@@ -655,7 +682,7 @@ func TestDiscoveryBackoff(t *testing.T) {
 
 func TestExplicitEndpointsSkipDiscovery(t *testing.T) {
 	p := newScripted(t)
-	c := newClient(t, p, func(o *Options) {
+	c := newClient(t, p, func(o *ProviderOptions, _ *Options) {
 		o.Endpoints = Endpoints{Authorization: p.URL + "/authorize", Token: p.URL + "/token", JWKS: p.URL + "/jwks"}
 	})
 	l, q := login(t, c, p)

@@ -133,7 +133,7 @@ func (c *Client) userinfo(ctx context.Context, endpoint, accessToken string) (ma
 	}
 	req.Header.Set("Authorization", "Bearer "+accessToken)
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.opts.HTTPClient.Do(req)
+	resp, err := c.p.opts.HTTPClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: userinfo: %v", ErrProviderUnavailable, err)
 	}

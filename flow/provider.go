@@ -2,172 +2,217 @@ package flow
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse-auth/gatehouse/internal/flight"
 	"github.com/gatehouse-auth/gatehouse/internal/httpx"
+	"github.com/gatehouse-auth/gatehouse/verify"
 )
 
-// Endpoints are the provider URLs gatehouse calls or sends users to.
-type Endpoints struct {
-	Authorization string
-	Token         string
-	Userinfo      string
-	JWKS          string
-	EndSession    string
-}
-
-// complete reports whether discovery can be skipped.
-func (e Endpoints) complete() bool {
-	return e.Authorization != "" && e.Token != "" && e.JWKS != ""
-}
-
-// overlay returns e with every non-empty field of o replacing e's.
-func (e Endpoints) overlay(o Endpoints) Endpoints {
-	pick := func(a, b string) string {
-		if b != "" {
-			return b
-		}
-		return a
-	}
-	return Endpoints{
-		Authorization: pick(e.Authorization, o.Authorization),
-		Token:         pick(e.Token, o.Token),
-		Userinfo:      pick(e.Userinfo, o.Userinfo),
-		JWKS:          pick(e.JWKS, o.JWKS),
-		EndSession:    pick(e.EndSession, o.EndSession),
-	}
-}
-
-// Metadata is what gatehouse uses of the provider's discovery document
-// (OpenID Connect Discovery 1.0 §3), with configured overrides applied.
-type Metadata struct {
-	Issuer    string
+// ProviderOptions configures a Provider.
+type ProviderOptions struct {
+	// Issuer is the provider's issuer URL, exactly as it appears in its
+	// tokens. Required.
+	Issuer string
+	// Endpoints override discovery field by field. When Authorization,
+	// Token and JWKS are all set, discovery is skipped.
 	Endpoints Endpoints
-	// IDTokenAlgorithms the provider signs ID tokens with.
-	IDTokenAlgorithms []string
-	// IssParameter is true when the provider sends `iss` in authorization
-	// responses (RFC 9207), which gatehouse then requires.
-	IssParameter bool
+	// HTTPClient talks to the provider. Default: 10s timeout, 1 MiB cap.
+	HTTPClient *http.Client
+	// KeySet returns the key set for a jwks_uri; use it to share key
+	// caches between providers. Default: a verify.RemoteKeySet per URL,
+	// owned (and closed) by the Provider.
+	KeySet func(jwksURI string) (verify.KeySet, error)
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives provider trouble. Default: discard.
+	Logger *slog.Logger
 }
 
-// discoveryDoc is the wire form of the discovery document.
-type discoveryDoc struct {
-	Issuer                string   `json:"issuer"`
-	AuthorizationEndpoint string   `json:"authorization_endpoint"`
-	TokenEndpoint         string   `json:"token_endpoint"`
-	UserinfoEndpoint      string   `json:"userinfo_endpoint"`
-	JWKSURI               string   `json:"jwks_uri"`
-	EndSessionEndpoint    string   `json:"end_session_endpoint"`
-	IDTokenAlgs           []string `json:"id_token_signing_alg_values_supported"`
-	IssParameter          bool     `json:"authorization_response_iss_parameter_supported"`
+// Provider is an OpenID provider as gatehouse sees it: its metadata,
+// discovered on first use and retried with backoff while the provider is
+// unreachable, and its signing keys. It is a value the login Client and
+// the Bearer verifier receive, never package state.
+type Provider struct {
+	opts   ProviderOptions
+	ctx    context.Context
+	cancel context.CancelFunc
+	gate   flight.Gate
+	meta   atomic.Pointer[Metadata]
+
+	mu      sync.Mutex // guards fails, lastErr, keySets
+	fails   int
+	lastErr error
+	keySets map[string]verify.KeySet
+	owned   []*verify.RemoteKeySet
 }
 
-// discover fetches and checks the provider's discovery document.
-func discover(ctx context.Context, client *http.Client, issuer string) (*Metadata, error) {
-	wellKnown := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wellKnown, nil)
-	if err != nil {
-		return nil, err
+// NewProvider checks opts and returns a Provider. It makes no network
+// call. ctx bounds background work (JWKS refresh); Close ends it too.
+func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
+	if err := CheckEndpointURL(opts.Issuer); err != nil {
+		return nil, fmt.Errorf("flow: issuer: %w", err)
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	body, err := httpx.ReadAll(resp)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", wellKnown, resp.Status)
-	}
-	var doc discoveryDoc
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, fmt.Errorf("GET %s: decoding: %w", wellKnown, err)
-	}
-	// Discovery §4.3: the document's issuer must be exactly the one we
-	// asked for, or a mix-up is possible.
-	if doc.Issuer != issuer {
-		return nil, fmt.Errorf("discovery document at %s names issuer %q, not the configured %q", wellKnown, doc.Issuer, issuer)
-	}
-	return &Metadata{
-		Issuer: issuer,
-		Endpoints: Endpoints{
-			Authorization: doc.AuthorizationEndpoint,
-			Token:         doc.TokenEndpoint,
-			Userinfo:      doc.UserinfoEndpoint,
-			JWKS:          doc.JWKSURI,
-			EndSession:    doc.EndSessionEndpoint,
-		},
-		IDTokenAlgorithms: doc.IDTokenAlgs,
-		IssParameter:      doc.IssParameter,
-	}, nil
-}
-
-// checkEndpoints requires the endpoints gatehouse needs, as absolute URLs;
-// with an https issuer every endpoint must be https too, so a document
-// cannot downgrade the token endpoint (and the client secret) to plain HTTP.
-func checkEndpoints(issuer string, e Endpoints) error {
-	secure := strings.HasPrefix(issuer, "https://")
-	for _, ep := range []struct {
-		name, url string
-		required  bool
-	}{
-		{"authorization_endpoint", e.Authorization, true},
-		{"token_endpoint", e.Token, true},
-		{"jwks_uri", e.JWKS, true},
-		{"userinfo_endpoint", e.Userinfo, false},
-		{"end_session_endpoint", e.EndSession, false},
-	} {
-		if ep.url == "" {
-			if ep.required {
-				return fmt.Errorf("the provider has no %s", ep.name)
+	for _, u := range []string{opts.Endpoints.Authorization, opts.Endpoints.Token, opts.Endpoints.Userinfo, opts.Endpoints.JWKS, opts.Endpoints.EndSession} {
+		if u != "" {
+			if err := CheckEndpointURL(u); err != nil {
+				return nil, fmt.Errorf("flow: endpoint: %w", err)
 			}
-			continue
-		}
-		if err := CheckEndpointURL(ep.url); err != nil {
-			return fmt.Errorf("%s: %w", ep.name, err)
-		}
-		if secure && !strings.HasPrefix(ep.url, "https://") {
-			return fmt.Errorf("%s %q is not https, but the issuer is", ep.name, ep.url)
 		}
 	}
-	return nil
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = httpx.NewClient(nil, 0, 0)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Provider{opts: opts, keySets: map[string]verify.KeySet{}}
+	p.ctx, p.cancel = context.WithCancel(ctx)
+	return p, nil
 }
 
-// CheckEndpointURL accepts an absolute http(s) URL with a host and without
-// user info or fragment.
-func CheckEndpointURL(raw string) error {
-	u, err := url.Parse(raw)
+// Close stops background work of the key sets the Provider owns.
+func (p *Provider) Close() {
+	p.cancel()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, ks := range p.owned {
+		ks.Close()
+	}
+	p.owned = nil
+}
+
+// Issuer returns the configured issuer.
+func (p *Provider) Issuer() string { return p.opts.Issuer }
+
+// Metadata returns the provider's metadata, discovering it first if
+// needed. Concurrent callers share one discovery. While the provider is
+// unreachable it fails fast with ErrProviderUnavailable, retrying with
+// backoff (1s doubling to 1m).
+func (p *Provider) Metadata(ctx context.Context) (*Metadata, error) {
+	if m := p.meta.Load(); m != nil {
+		return m, nil
+	}
+	p.gate.Do(ctx, p.opts.Now(), p.discover)
+	if m := p.meta.Load(); m != nil {
+		return m, nil
+	}
+	p.mu.Lock()
+	lastErr := p.lastErr
+	p.mu.Unlock()
+	if lastErr == nil {
+		lastErr = ctx.Err()
+	}
+	return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, lastErr)
+}
+
+// discover runs once at a time (flight.Gate); it returns the backoff
+// before the next attempt.
+func (p *Provider) discover() time.Duration {
+	meta, err := p.fetchMetadata()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("invalid URL %q", raw)
+		p.fails++
+		p.lastErr = err
+		wait := backoff(p.fails)
+		if p.ctx.Err() == nil {
+			p.opts.Logger.Warn("OpenID provider discovery failed; retrying later",
+				"issuer", p.opts.Issuer, "retry_in", wait.String(), "error", err.Error())
+		}
+		return wait
 	}
-	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" || u.User != nil || u.Fragment != "" {
-		return fmt.Errorf("%q is not an absolute http(s) URL without user info or fragment", raw)
+	p.fails, p.lastErr = 0, nil
+	p.meta.Store(meta)
+	p.opts.Logger.Info("OpenID provider ready", "issuer", p.opts.Issuer)
+	return 0
+}
+
+func (p *Provider) fetchMetadata() (*Metadata, error) {
+	meta := &Metadata{Issuer: p.opts.Issuer, Endpoints: p.opts.Endpoints}
+	if !p.opts.Endpoints.complete() {
+		ctx, cancel := context.WithTimeout(p.ctx, p.opts.HTTPClient.Timeout+time.Second)
+		defer cancel()
+		found, err := discover(ctx, p.opts.HTTPClient, p.opts.Issuer)
+		if err != nil {
+			return nil, err
+		}
+		found.Endpoints = found.Endpoints.overlay(p.opts.Endpoints)
+		meta = found
+	}
+	if err := checkEndpoints(meta.Issuer, meta.Endpoints); err != nil {
+		return nil, err
+	}
+	return meta, nil
+}
+
+// KeySet returns the key set for jwksURI, one per URL for the Provider's
+// lifetime.
+func (p *Provider) KeySet(jwksURI string) (verify.KeySet, error) {
+	if jwksURI == "" {
+		return nil, errors.New("flow: no jwks_uri")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ks, ok := p.keySets[jwksURI]; ok {
+		return ks, nil
+	}
+	var ks verify.KeySet
+	if p.opts.KeySet != nil {
+		var err error
+		if ks, err = p.opts.KeySet(jwksURI); err != nil {
+			return nil, err
+		}
+	} else {
+		remote, err := verify.NewRemoteKeySet(p.ctx, jwksURI, verify.RemoteOptions{
+			HTTPClient: p.opts.HTTPClient,
+			Logger:     p.opts.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.owned = append(p.owned, remote)
+		ks = remote
+	}
+	p.keySets[jwksURI] = ks
+	return ks, nil
+}
+
+// signingAlgorithms returns configured, else the metadata's advertised
+// algorithms intersected with verify.AsymmetricAlgorithms, else RS256
+// (OpenID Connect Core §3.1.3.7's default).
+func signingAlgorithms(configured []string, meta *Metadata) []string {
+	if len(configured) > 0 {
+		return configured
+	}
+	var algs []string
+	for _, a := range meta.IDTokenAlgorithms {
+		if slices.Contains(verify.AsymmetricAlgorithms, a) && !slices.Contains(algs, a) {
+			algs = append(algs, a)
+		}
+	}
+	if len(algs) == 0 {
+		algs = []string{"RS256"}
+	}
+	return algs
+}
+
+// checkAlgorithms rejects anything outside verify.AsymmetricAlgorithms.
+func checkAlgorithms(algs []string) error {
+	for _, alg := range algs {
+		if !slices.Contains(verify.AsymmetricAlgorithms, alg) {
+			return fmt.Errorf("flow: algorithm %q is not an allowed asymmetric algorithm", alg)
+		}
 	}
 	return nil
 }
-
-// Discovery backoff: the first retry after 1s, doubling up to a minute.
-const (
-	backoffFirst = time.Second
-	backoffMax   = time.Minute
-)
-
-func backoff(failures int) time.Duration {
-	d := backoffFirst
-	for i := 1; i < failures && d < backoffMax; i++ {
-		d *= 2
-	}
-	return min(d, backoffMax)
-}
-
-// ErrProviderUnavailable: the provider could not be reached or answered
-// unusably; requests that need it should get a 502/503 and retry later.
-var ErrProviderUnavailable = errors.New("flow: the OpenID provider is unavailable")

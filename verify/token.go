@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -75,6 +76,9 @@ type Claims struct {
 	AuthorizedParty string
 	AccessTokenHash string
 	SessionID       string
+	// Scopes of an access token, from `scope` (space-separated, RFC 9068)
+	// or `scp` (a string or an array, as some providers send it).
+	Scopes []string
 	// Algorithm is the JWS algorithm the token was signed with.
 	Algorithm string
 
@@ -108,11 +112,52 @@ func parseClaims(enc string) (*Claims, error) {
 		optString(all, "nonce", &c.Nonce) &&
 		optString(all, "azp", &c.AuthorizedParty) &&
 		optString(all, "at_hash", &c.AccessTokenHash) &&
-		optString(all, "sid", &c.SessionID)
+		optString(all, "sid", &c.SessionID) &&
+		optScopes(all, &c.Scopes)
 	if !ok {
 		return nil, ErrMalformed
 	}
 	return c, nil
+}
+
+// MissingScopes returns those of required the token lacks (nil: none).
+func (c *Claims) MissingScopes(required []string) []string {
+	var missing []string
+	for _, r := range required {
+		if !slices.Contains(c.Scopes, r) {
+			missing = append(missing, r)
+		}
+	}
+	return missing
+}
+
+// optScopes reads `scope` (a space-separated string) or, failing that,
+// `scp` (a string or an array of strings).
+func optScopes(all map[string]any, dst *[]string) bool {
+	if v, ok := all["scope"]; ok {
+		s, ok := v.(string)
+		*dst = strings.Fields(s)
+		return ok
+	}
+	switch v := all["scp"].(type) {
+	case nil:
+		_, present := all["scp"]
+		return !present
+	case string:
+		*dst = strings.Fields(v)
+		return true
+	case []any:
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return false
+			}
+			*dst = append(*dst, s)
+		}
+		return true
+	default:
+		return false
+	}
 }
 
 func optString(all map[string]any, name string, dst *string) bool {

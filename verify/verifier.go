@@ -2,10 +2,14 @@ package verify
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Errors callers branch on. Every reason a token is refused wraps
@@ -59,13 +63,36 @@ type Config struct {
 	MaxTokenSize int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// CacheSize, when positive, keeps up to that many verified tokens
+	// (keyed by their SHA-256) so a repeated token costs a lookup, not a
+	// signature check. An entry is never served at or after the token's
+	// exp. Default 0: no cache.
+	CacheSize int
 }
 
 // Verifier checks signed JWTs (ID tokens and access tokens) against a
 // provider's keys and the registered claims.
 type Verifier struct {
-	cfg  Config
-	algs map[string]bool
+	cfg   Config
+	algs  map[string]bool
+	cache *lru.Cache[[sha256.Size]byte, cached]
+	stats counters
+}
+
+// cached is a verified token's claims, servable until its exp.
+type cached struct {
+	claims *Claims
+	until  time.Time
+}
+
+// Stats counts verifications by outcome and cache use.
+type Stats struct {
+	Valid, Invalid, Unavailable uint64
+	CacheHits, CacheMisses      uint64
+}
+
+type counters struct {
+	valid, invalid, unavailable, hits, misses atomic.Uint64
 }
 
 // New checks cfg (failing closed on anything incomplete or unsafe) and
@@ -102,19 +129,74 @@ func New(cfg Config) (*Verifier, error) {
 		}
 		v.algs[alg] = true
 	}
-	cfg.Audiences = slices.Clone(cfg.Audiences)
+	v.cfg.Audiences = slices.Clone(cfg.Audiences)
+	if cfg.CacheSize > 0 {
+		c, err := lru.New[[sha256.Size]byte, cached](cfg.CacheSize)
+		if err != nil {
+			return nil, fmt.Errorf("verify: cache: %w", err)
+		}
+		v.cache = c
+	}
 	return v, nil
+}
+
+// Stats returns the verification counters.
+func (v *Verifier) Stats() Stats {
+	return Stats{
+		Valid:       v.stats.valid.Load(),
+		Invalid:     v.stats.invalid.Load(),
+		Unavailable: v.stats.unavailable.Load(),
+		CacheHits:   v.stats.hits.Load(),
+		CacheMisses: v.stats.misses.Load(),
+	}
 }
 
 // Verify checks token's size and form, its header algorithm against the
 // allow-list, its signature against the key set (refetching the keys once,
 // rate-limited, for an unknown key id), then `iss`, `aud`, `exp` (required),
 // `nbf` and `iat` with the clock skew. It returns the claims, or an error
-// wrapping ErrInvalidToken (or ErrKeysUnavailable).
+// wrapping ErrInvalidToken (or ErrKeysUnavailable). With a cache, a token
+// verified before is answered from it until its exp. The returned claims
+// may be shared: callers must not modify them.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > v.cfg.MaxTokenSize {
+		v.stats.invalid.Add(1)
 		return nil, ErrTooLarge
 	}
+	if v.cache == nil {
+		return v.count(v.verify(ctx, token))
+	}
+	key := sha256.Sum256([]byte(token))
+	now := v.cfg.Now()
+	if e, ok := v.cache.Get(key); ok {
+		if now.Before(e.until) {
+			v.stats.hits.Add(1)
+			v.stats.valid.Add(1)
+			return e.claims, nil
+		}
+		v.cache.Remove(key)
+	}
+	v.stats.misses.Add(1)
+	c, err := v.count(v.verify(ctx, token))
+	if err == nil && now.Before(c.Expiry) {
+		v.cache.Add(key, cached{claims: c, until: c.Expiry})
+	}
+	return c, err
+}
+
+func (v *Verifier) count(c *Claims, err error) (*Claims, error) {
+	switch {
+	case err == nil:
+		v.stats.valid.Add(1)
+	case errors.Is(err, ErrKeysUnavailable):
+		v.stats.unavailable.Add(1)
+	default:
+		v.stats.invalid.Add(1)
+	}
+	return c, err
+}
+
+func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 	parts, err := splitCompact(token)
 	if err != nil {
 		return nil, err

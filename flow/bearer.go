@@ -1,0 +1,178 @@
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/verify"
+)
+
+// Defaults of BearerOptions.
+const (
+	DefaultBearerClockSkew = 30 * time.Second
+	DefaultBearerCacheSize = 10000
+)
+
+// BearerOptions configures a Bearer.
+type BearerOptions struct {
+	// Provider whose tokens are accepted. Required.
+	Provider *Provider
+	// Audiences: a token's aud must contain one of them. Required.
+	Audiences []string
+	// Issuer a token must name. Default: the provider's issuer.
+	Issuer string
+	// JWKSURI holds the signing keys. Default: the provider's jwks_uri;
+	// required when Issuer is not the provider's.
+	JWKSURI string
+	// Algorithms allowed (asymmetric only). Default: what the provider's
+	// discovery advertises, intersected with verify.AsymmetricAlgorithms.
+	Algorithms []string
+	// RequiredScopes the token must all carry (in `scope` or `scp`).
+	RequiredScopes []string
+	// ClockSkew tolerated on exp, nbf and iat. Default 30s.
+	ClockSkew time.Duration
+	// CacheSize bounds the verified-token cache. Default 10000; negative
+	// disables it.
+	CacheSize int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Bearer validates bearer access tokens (JWTs) for an API: the provider's
+// signature, issuer, audience, times and the required scopes. Its verifier
+// is built on first use, once the provider's metadata is known.
+type Bearer struct {
+	opts     BearerOptions
+	mu       sync.Mutex // serializes building the verifier
+	verifier atomic.Pointer[verify.Verifier]
+}
+
+// InsufficientScopeError is a valid token that lacks required scopes
+// (RFC 6750 §3.1 insufficient_scope).
+type InsufficientScopeError struct {
+	// Missing are the required scopes the token does not carry.
+	Missing []string
+}
+
+func (e *InsufficientScopeError) Error() string {
+	return "flow: token lacks required scopes: " + strings.Join(e.Missing, " ")
+}
+
+// NewBearer checks opts. It makes no network call.
+func NewBearer(opts BearerOptions) (*Bearer, error) {
+	if opts.Provider == nil {
+		return nil, errors.New("flow: bearer: a provider is required")
+	}
+	if len(opts.Audiences) == 0 || slices.Contains(opts.Audiences, "") {
+		return nil, errors.New("flow: bearer: at least one audience is required")
+	}
+	if opts.Issuer == "" {
+		opts.Issuer = opts.Provider.Issuer()
+	}
+	if err := CheckEndpointURL(opts.Issuer); err != nil {
+		return nil, fmt.Errorf("flow: bearer: issuer: %w", err)
+	}
+	if opts.Issuer != opts.Provider.Issuer() && opts.JWKSURI == "" {
+		return nil, errors.New("flow: bearer: a jwks_uri is required for an issuer other than the provider's")
+	}
+	if opts.JWKSURI != "" {
+		if err := CheckEndpointURL(opts.JWKSURI); err != nil {
+			return nil, fmt.Errorf("flow: bearer: jwks_uri: %w", err)
+		}
+	}
+	if err := checkAlgorithms(opts.Algorithms); err != nil {
+		return nil, err
+	}
+	if opts.ClockSkew == 0 {
+		opts.ClockSkew = DefaultBearerClockSkew
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultBearerCacheSize
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	opts.Audiences = slices.Clone(opts.Audiences)
+	opts.RequiredScopes = slices.Clone(opts.RequiredScopes)
+	return &Bearer{opts: opts}, nil
+}
+
+// Verify checks a bearer token. Failures wrap verify.ErrInvalidToken, or
+// are ErrProviderUnavailable (keys or metadata could not be had) or
+// *InsufficientScopeError. The claims may be shared: do not modify them.
+func (b *Bearer) Verify(ctx context.Context, token string) (*verify.Claims, error) {
+	v := b.verifier.Load()
+	if v == nil {
+		var err error
+		if v, err = b.build(ctx); err != nil {
+			return nil, err
+		}
+	}
+	c, err := v.Verify(ctx, token)
+	if errors.Is(err, verify.ErrKeysUnavailable) {
+		return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if missing := c.MissingScopes(b.opts.RequiredScopes); missing != nil {
+		return nil, &InsufficientScopeError{Missing: missing}
+	}
+	return c, nil
+}
+
+// RequiredScopes returns the scopes every token must carry.
+func (b *Bearer) RequiredScopes() []string { return b.opts.RequiredScopes }
+
+// Stats returns the verification counters (zero before first use).
+func (b *Bearer) Stats() verify.Stats {
+	if v := b.verifier.Load(); v != nil {
+		return v.Stats()
+	}
+	return verify.Stats{}
+}
+
+func (b *Bearer) build(ctx context.Context) (*verify.Verifier, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if v := b.verifier.Load(); v != nil {
+		return v, nil
+	}
+	p := b.opts.Provider
+	jwksURI, algs := b.opts.JWKSURI, b.opts.Algorithms
+	if jwksURI == "" || len(algs) == 0 {
+		meta, err := p.Metadata(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if jwksURI == "" {
+			jwksURI = meta.Endpoints.JWKS
+		}
+		algs = signingAlgorithms(algs, meta)
+	}
+	ks, err := p.KeySet(jwksURI)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
+	}
+	cacheSize := max(b.opts.CacheSize, 0)
+	v, err := verify.New(verify.Config{
+		Issuer:     b.opts.Issuer,
+		Audiences:  b.opts.Audiences,
+		Algorithms: algs,
+		Keys:       ks,
+		ClockSkew:  b.opts.ClockSkew,
+		Now:        b.opts.Now,
+		CacheSize:  cacheSize,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.verifier.Store(v)
+	return v, nil
+}
