@@ -110,7 +110,7 @@ type Gatehouse struct {
 
 	logger       *zap.Logger
 	provider     *flow.Provider
-	client       *flow.Client        // nil with bearer `only`
+	client       *flow.Client         // nil with bearer `only`
 	store        *session.CookieStore // nil with bearer `only`
 	bearer       *flow.Bearer
 	trusted      flow.HostPatterns
