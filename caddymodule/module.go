@@ -117,7 +117,7 @@ type Gatehouse struct {
 	callbackPath string
 	now          func() time.Time
 
-	keys *keyLease
+	keys *keyRegistry // held in keyRegistries under Issuer while provisioned
 }
 
 // BearerConfig enables bearer-token validation for APIs: requests with
@@ -144,55 +144,46 @@ type BearerConfig struct {
 	CacheSize int `json:"cache_size,omitempty"`
 }
 
-// keySetPool shares one JWKS cache per jwks_uri between handler instances
-// and across config reloads (the new config provisions while the old one
-// still serves). Entries are *pooledKeySet.
-var keySetPool = caddy.NewUsagePool()
+// keyRegistries shares JWKS caches between handler instances and across
+// config reloads: one *keyRegistry per issuer, holding one
+// verify.RemoteKeySet per jwks_uri. A handler takes its issuer's registry
+// when it is provisioned — the new config does so while the old one still
+// serves — so a reload keeps the cached keys, and the last handler to let
+// go stops their background refresh.
+var keyRegistries = caddy.NewUsagePool()
 
-type pooledKeySet struct{ *verify.RemoteKeySet }
-
-// keyLease records the keySetPool entries one handler instance holds, so
-// Cleanup releases exactly those; after release it takes no more.
-type keyLease struct {
-	mu       sync.Mutex
-	uris     []string
-	released bool
+type keyRegistry struct {
+	mu     sync.Mutex
+	sets   map[string]*verify.RemoteKeySet
+	logger *slog.Logger
 }
 
-// get returns the shared key set for uri, creating it on first use.
-func (l *keyLease) get(uri string, logger *slog.Logger) (verify.KeySet, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.released {
-		return nil, errors.New("gatehouse: this configuration was unloaded")
+// get returns the key set for uri, creating it on first use.
+func (k *keyRegistry) get(uri string) (verify.KeySet, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if ks, ok := k.sets[uri]; ok {
+		return ks, nil
 	}
-	val, _, err := keySetPool.LoadOrNew(uri, func() (caddy.Destructor, error) {
-		ks, err := verify.NewRemoteKeySet(context.Background(), uri, verify.RemoteOptions{Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		return pooledKeySet{ks}, nil
-	})
+	if k.sets == nil {
+		return nil, errors.New("gatehouse: the key registry was closed")
+	}
+	ks, err := verify.NewRemoteKeySet(context.Background(), uri, verify.RemoteOptions{Logger: k.logger})
 	if err != nil {
 		return nil, err
 	}
-	l.uris = append(l.uris, uri)
-	return val.(pooledKeySet).RemoteKeySet, nil
+	k.sets[uri] = ks
+	return ks, nil
 }
 
-// release gives every held entry back to the pool.
-func (l *keyLease) release() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, uri := range l.uris {
-		_, _ = keySetPool.Delete(uri)
+// Destruct stops every key set's background refresh.
+func (k *keyRegistry) Destruct() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, ks := range k.sets {
+		ks.Close()
 	}
-	l.uris, l.released = nil, true
-}
-
-// Destruct stops the key set's background refresh when its last user is gone.
-func (p pooledKeySet) Destruct() error {
-	p.Close()
+	k.sets = nil
 	return nil
 }
 
@@ -222,8 +213,13 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 	g.callbackPath = g.PathPrefix + "/callback"
 	g.trusted, _ = flow.NewHostPatterns(g.TrustedRedirectHosts) // checked by Validate
 
-	g.keys = &keyLease{}
-	var err error
+	val, _, err := keyRegistries.LoadOrNew(g.Issuer, func() (caddy.Destructor, error) {
+		return &keyRegistry{sets: map[string]*verify.RemoteKeySet{}, logger: ctx.Slogger()}, nil
+	})
+	if err != nil {
+		return err
+	}
+	g.keys = val.(*keyRegistry)
 	g.provider, err = flow.NewProvider(ctx, flow.ProviderOptions{
 		Issuer: g.Issuer,
 		Endpoints: flow.Endpoints{
@@ -233,7 +229,7 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 			JWKS:          g.JWKSURI,
 			EndSession:    g.EndSessionEndpoint,
 		},
-		KeySet: func(uri string) (verify.KeySet, error) { return g.keys.get(uri, ctx.Slogger()) },
+		KeySet: g.keys.get,
 		Now:    g.now,
 		Logger: ctx.Slogger(),
 	})
@@ -510,14 +506,15 @@ func (g *Gatehouse) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Cleanup stops the background work Provision started and releases the
+// Cleanup stops the background work Provision started and lets go of the
 // shared key sets; it is safe after a failed Provision.
 func (g *Gatehouse) Cleanup() error {
 	if g.provider != nil {
 		g.provider.Close()
 	}
 	if g.keys != nil {
-		g.keys.release()
+		_, _ = keyRegistries.Delete(g.Issuer)
+		g.keys = nil
 	}
 	return nil
 }

@@ -43,8 +43,11 @@ type scripted struct {
 	idToken   string
 	token     http.HandlerFunc // replaces the token endpoint when set
 	userinfo  http.HandlerFunc // replaces the userinfo endpoint when set
+	jwksKeys  []*jwttest.Key // published keys; nil: just key
+	jwksDown  bool
 	discovery atomic.Int64
 	tokenHits atomic.Int64
+	jwksHits  atomic.Int64
 	lastForm  url.Values
 	lastAuth  string
 }
@@ -58,7 +61,20 @@ func newScripted(t *testing.T) *scripted {
 		defer p.mu.Unlock()
 		json.NewEncoder(w).Encode(p.doc)
 	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) { w.Write(jwttest.JWKS(p.key)) })
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
+		p.jwksHits.Add(1)
+		p.mu.Lock()
+		keys, down := p.jwksKeys, p.jwksDown
+		if keys == nil {
+			keys = []*jwttest.Key{p.key}
+		}
+		p.mu.Unlock()
+		if down {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(jwttest.JWKS(keys...))
+	})
 	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
 		p.tokenHits.Add(1)
 		r.ParseForm()
