@@ -166,3 +166,21 @@ func adaptAndValidate(caddyfile string) error {
 	}
 	return caddy.Validate(&cfg)
 }
+
+// TestValidGoldenConfigsProvision provisions the golden configs that need
+// no secrets from the environment, so they are valid, not just parseable.
+func TestValidGoldenConfigsProvision(t *testing.T) {
+	for _, name := range []string{"bearer_api_only", "ordered_after_forward_auth"} {
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile("testdata/caddyfile_adapt/" + name + ".caddyfiletest")
+			if err != nil {
+				t.Fatal(err)
+			}
+			caddyfile, _, _ := strings.Cut(string(data), "----------")
+			t.Setenv("APP_CLIENT_SECRET", "client-secret")
+			if err := adaptAndValidate(caddyfile); err != nil {
+				t.Fatalf("does not provision: %v", err)
+			}
+		})
+	}
+}

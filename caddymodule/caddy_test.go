@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
@@ -94,6 +95,18 @@ func TestThroughRealCaddy(t *testing.T) {
 			unauthenticated 401
 		}
 		respond "public {path}"
+	}
+	http://127.0.0.1:9083 {
+		bind 127.0.0.1
+		gatehouse {
+			issuer %[1]s
+			bearer {
+				audience api://orders
+				required_scopes orders:read
+				only
+			}
+		}
+		reverse_proxy %[5]s
 	}
 	`, idp.Issuer(), testClientID, testClientSecret, testCookieSecret,
 		strings.TrimPrefix(upstream.URL, "http://"), closedURL(t)), "caddyfile")
@@ -247,6 +260,54 @@ func TestThroughRealCaddy(t *testing.T) {
 		}
 		if body := readBody(resp); resp.StatusCode != http.StatusOK || body != "public /public" {
 			t.Errorf("a public path with /private/ in its query: %d %q", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("API route with bearer only", func(t *testing.T) {
+		const api = "http://127.0.0.1:9083/api/orders?page=2"
+		_, _, before := app.last()
+		good := mint(t, idp, "alice", []string{"api://orders"}, []string{"orders:read"}, time.Hour)
+		parts := strings.Split(good, ".")
+		for _, tc := range []struct {
+			name, auth string
+			status     int
+		}{
+			{"no token", "", 401},
+			{"tampered", "Bearer " + parts[0] + "." + parts[1] + "x." + parts[2], 401},
+			{"wrong audience", "Bearer " + mint(t, idp, "alice", []string{"api://billing"}, []string{"orders:read"}, time.Hour), 401},
+			{"expired", "Bearer " + mint(t, idp, "alice", []string{"api://orders"}, []string{"orders:read"}, -time.Minute), 401},
+			{"missing scope", "Bearer " + mint(t, idp, "alice", []string{"api://orders"}, nil, time.Hour), 403},
+			{"malformed", "Bearer " + good + " extra", 400},
+			{"wrong scheme", "Basic YWxpY2U6cHc=", 401},
+		} {
+			r, _ := http.NewRequest("GET", api, nil)
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			r.Header.Set("X-Forwarded-User", "mallory")
+			resp, err := http.DefaultTransport.RoundTrip(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			readBody(resp)
+			if resp.StatusCode != tc.status || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
+				t.Errorf("%s: %d %q", tc.name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+			}
+		}
+		if _, _, n := app.last(); n != before {
+			t.Fatal("the upstream was reached by a refused request")
+		}
+		r, _ := http.NewRequest("GET", api, nil)
+		r.Header.Set("Authorization", "Bearer "+good)
+		r.Header.Set("X-Forwarded-User", "mallory")
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readBody(resp)
+		h, path, _ := app.last()
+		if resp.StatusCode != 200 || body != "app: user=alice" || path != "/api/orders?page=2" || h.Get("X-Forwarded-Groups") != "admins,staff" {
+			t.Fatalf("valid token: %d %q %q %v", resp.StatusCode, body, path, h)
 		}
 	})
 

@@ -8,7 +8,9 @@
 // never calls the provider, which is discovered on first use.
 //
 // ServeHTTP first deletes every identity header the client sent
-// (X-Forwarded-User and friends, in any case, "_" for "-"). The callback
+// (X-Forwarded-User and friends, in any case, "_" for "-"). With a bearer
+// block, a request carrying `Authorization: Bearer` is decided by that
+// token alone (flow.Bearer), with RFC 6750 errors. The callback
 // path (path_prefix + "/callback") finishes logins with flow.FinishLogin
 // and sets the session cookie. Any other request with a valid session goes
 // to the next handler with X-Forwarded-* identity headers, the

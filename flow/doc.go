@@ -1,20 +1,20 @@
-// Package flow is gatehouse's OpenID Connect relying party: the
-// authorization code flow with PKCE, state and nonce, from the redirect to
-// the provider to the verified identity at the callback.
+// Package flow is gatehouse's OpenID Connect side: the provider, the
+// relying party's authorization code flow with PKCE, state and nonce, and
+// bearer-token validation for APIs.
 //
-// New returns a Client for one provider and one registered confidential
-// client. It does no I/O: the provider's discovery document
-// (issuer/.well-known/openid-configuration) is fetched on first use,
-// shared by concurrent callers and retried with backoff while the provider
-// is down (ErrProviderUnavailable meanwhile). Its issuer must equal the
-// configured one exactly; configured Endpoints override what it says, and
-// replace it entirely when the authorization, token and JWKS endpoints are
-// all given.
+// A Provider (NewProvider) is one OpenID provider. It does no I/O when
+// created: its discovery document (issuer/.well-known/openid-configuration)
+// is fetched on first use, shared by concurrent callers and retried with
+// backoff while the provider is down (ErrProviderUnavailable meanwhile).
+// The document's issuer must equal the configured one exactly; configured
+// Endpoints override what it says, and replace it entirely when the
+// authorization, token and JWKS endpoints are all given. KeySet hands out
+// one verify.KeySet per jwks_uri.
 //
+// A Client (New) is a registered confidential client at a Provider.
 // StartLogin returns the authorization URL and a session.Login holding a
 // fresh state, nonce and PKCE S256 verifier and the return-to URL; the
 // caller keeps the Login in a login cookie (session.CookieStore.SaveLogin).
-//
 // FinishLogin takes the callback's query and that Login and checks, in this
 // order: a provider `error` (*ProviderError); the state, in constant time
 // (ErrStateMismatch); the RFC 9207 `iss` parameter (ErrIssuerMismatch); the
@@ -24,6 +24,11 @@
 // no untrusted audience, azp, nonce, at_hash), and fetches userinfo, whose
 // sub must equal the ID token's. Every provider call goes through one HTTP
 // client with a timeout and a response-size cap.
+//
+// A Bearer (NewBearer) validates access tokens for an API: a verify
+// Verifier with a verified-token cache, built on first use from the
+// provider's metadata (or an explicit issuer and jwks_uri), plus the
+// required scopes (*InsufficientScopeError).
 //
 // ValidateReturnTo and SafeReturnTo decide where a user may be sent after
 // login: a path on the same host, or an absolute URL on the request host or

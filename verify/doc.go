@@ -25,6 +25,17 @@
 // their key type and curve; RSA keys shorter than 2048 bits, symmetric keys
 // and encryption keys are ignored.
 //
-// Claims exposes the registered and OpenID Connect claims, and Map returns
-// all of them for claim mapping.
+// With Config.CacheSize, a Verifier remembers verified tokens in a bounded
+// LRU (hashicorp/golang-lru, no background goroutine) keyed by the token's
+// SHA-256; an entry is never served at or after the token's exp, and only
+// valid tokens are cached. Stats counts verifications by outcome and cache
+// use.
+//
+// BearerToken reads a token from an `Authorization: Bearer` header only
+// (RFC 6750 §2.1), refusing malformed headers (ErrMalformedAuthorization)
+// and oversized ones before any parsing.
+//
+// Claims exposes the registered and OpenID Connect claims and the scopes of
+// access tokens (`scope` or `scp`); Map returns all of them for claim
+// mapping.
 package verify

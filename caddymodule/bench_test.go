@@ -1,0 +1,81 @@
+package caddymodule
+
+import (
+	"context"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// benchServe runs r through g b.N times, restoring r's headers each time
+// (the handler rewrites them) and reusing one replacer and recorder, so
+// the figures are the handler's own.
+func benchServe(b *testing.B, g *Gatehouse, r *http.Request, wantStatus int) {
+	b.Helper()
+	orig := r.Header.Clone()
+	repl := caddyhttp.NewTestReplacer(r)
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(r.Header)
+		maps.Copy(r.Header, orig)
+		clear(w.h)
+		w.status = http.StatusOK
+		if err := g.ServeHTTP(w, r, next); err != nil {
+			b.Fatal(err)
+		}
+		if w.status != wantStatus {
+			b.Fatalf("status %d", w.status)
+		}
+	}
+}
+
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(s int)           { w.status = s }
+
+func BenchmarkHandlerBearerCacheHit(b *testing.B) {
+	idp := newIDP(b)
+	g := bearerHandler(b, idp, nil)
+	r := apiRequest("Bearer " + mint(b, idp, "alice", []string{apiAudience}, []string{"orders:read"}, time.Hour))
+	benchServe(b, g, r, http.StatusOK)
+}
+
+func benchSession(b *testing.B, extraClaim int) {
+	idp := newIDP(b)
+	g := newHandler(b, idp.Issuer(), nil)
+	sess := aliceSession()
+	if extraClaim > 0 {
+		sess.Claims = map[string]string{"pad": strings.Repeat("x", extraClaim)}
+	}
+	cookies := sessionCookies(b, g, sess)
+	r := httptest.NewRequest("GET", "/app", nil)
+	for _, c := range cookies {
+		r.AddCookie(c)
+	}
+	r.AddCookie(&http.Cookie{Name: "app_pref", Value: "dark"})
+	b.ReportMetric(float64(len(cookies)), "cookies")
+	benchServe(b, g, r, http.StatusOK)
+}
+
+func BenchmarkHandlerSession1Chunk(b *testing.B)  { benchSession(b, 0) }
+func BenchmarkHandlerSession3Chunks(b *testing.B) { benchSession(b, 5000) }
+
+func BenchmarkHandlerUnauthenticatedRedirect(b *testing.B) {
+	idp := newIDP(b)
+	g := newHandler(b, idp.Issuer(), nil)
+	benchServe(b, g, navigation("GET", "/app?x=1"), http.StatusFound)
+}
