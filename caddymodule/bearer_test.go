@@ -162,7 +162,11 @@ func TestBearerOnly(t *testing.T) {
 	// The token is read from the header only: never the query string or a cookie.
 	for _, r := range []*http.Request{
 		httptest.NewRequest("GET", "/api/orders?access_token="+tok, nil),
-		func() *http.Request { r := apiRequest(); r.AddCookie(&http.Cookie{Name: "_gatehouse", Value: tok}); return r }(),
+		func() *http.Request {
+			r := apiRequest()
+			r.AddCookie(&http.Cookie{Name: "_gatehouse", Value: tok})
+			return r
+		}(),
 	} {
 		if resp, up, _ := serve(t, g, r); up.called || resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("token outside the header accepted: %d", resp.StatusCode)

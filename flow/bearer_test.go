@@ -90,7 +90,9 @@ func TestBearerRejects(t *testing.T) {
 		}, verify.ErrAlgorithm},
 		{"RS256 token, ES256-only allow-list", []string{"ES256"}, func(p *scripted, c map[string]any) string { return p.key.Sign(c, nil) }, verify.ErrAlgorithm},
 		{"unknown kid", nil, func(p *scripted, c map[string]any) string { return unknown.Sign(c, nil) }, verify.ErrUnknownKey},
-		{"wrong iss", nil, func(p *scripted, c map[string]any) string { return p.key.Sign(set(c, "iss", "https://evil.example"), nil) }, verify.ErrIssuer},
+		{"wrong iss", nil, func(p *scripted, c map[string]any) string {
+			return p.key.Sign(set(c, "iss", "https://evil.example"), nil)
+		}, verify.ErrIssuer},
 		{"wrong aud (a token for another API)", nil, func(p *scripted, c map[string]any) string {
 			return p.key.Sign(set(c, "aud", "api://billing"), nil)
 		}, verify.ErrAudience},

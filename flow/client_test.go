@@ -43,7 +43,7 @@ type scripted struct {
 	idToken   string
 	token     http.HandlerFunc // replaces the token endpoint when set
 	userinfo  http.HandlerFunc // replaces the userinfo endpoint when set
-	jwksKeys  []*jwttest.Key // published keys; nil: just key
+	jwksKeys  []*jwttest.Key   // published keys; nil: just key
 	jwksDown  bool
 	discovery atomic.Int64
 	tokenHits atomic.Int64
