@@ -1,0 +1,454 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+const clientSecret = "gatehouse-e2e-client-secret"
+
+// env is the running system under test, set up once by TestMain.
+var env *environment
+
+type environment struct {
+	root, tmp string
+
+	op, opES *process // oidc-provider, RS256 and ES256
+	opURL    string   // http://localhost:port
+	opESURL  string
+	caddy    *process
+	app      string // https://127.0.0.1:port, gatehouse + login (RS256 provider)
+	appES    string // https://127.0.0.1:port, gatehouse + login (ES256 provider, client_secret_post)
+	api      string // https://127.0.0.1:port, gatehouse bearer only
+	upstream *recorder
+
+	browser context.Context // the browser; tests open their own contexts in it
+}
+
+func TestMain(m *testing.M) {
+	var code int
+	err := setUp()
+	if err == nil {
+		code = m.Run()
+	} else {
+		fmt.Fprintln(os.Stderr, "e2e: setting up:", err)
+		code = 1
+	}
+	if env != nil {
+		env.tearDown(code != 0)
+	}
+	os.Exit(code)
+}
+
+func setUp() error {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		return errors.New("chromium is not installed: run testdata/e2e/setup.sh (it installs Debian's chromium)")
+	}
+	if _, err := os.Stat(filepath.Join(root, "testdata/e2e/node_modules/oidc-provider")); err != nil {
+		return errors.New("oidc-provider is not installed: run testdata/e2e/setup.sh (npm ci in testdata/e2e)")
+	}
+	tmp, err := os.MkdirTemp("", "gatehouse-e2e-")
+	if err != nil {
+		return err
+	}
+	env = &environment{root: root, tmp: tmp, upstream: &recorder{}}
+
+	caddyBin := filepath.Join(tmp, "caddy")
+	build := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
+	}
+
+	ports, err := freePorts(6)
+	if err != nil {
+		return err
+	}
+	opPort, opESPort, appPort, appESPort, apiPort, httpPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
+	env.opURL = fmt.Sprintf("http://localhost:%d", opPort)
+	env.opESURL = fmt.Sprintf("http://localhost:%d", opESPort)
+	env.app = fmt.Sprintf("https://127.0.0.1:%d", appPort)
+	env.appES = fmt.Sprintf("https://127.0.0.1:%d", appESPort)
+	env.api = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+
+	upstream := httptest.NewServer(env.upstream)
+	logoutURIs := env.app + "/ " + env.appES + "/"
+	if env.op, err = startProvider(root, tmp, opPort, env.opURL, "RS256", env.app+"/oauth2/callback", logoutURIs); err != nil {
+		return err
+	}
+	if env.opES, err = startProvider(root, tmp, opESPort, env.opESURL, "ES256", env.appES+"/oauth2/callback", logoutURIs); err != nil {
+		return err
+	}
+
+	cookieSecret := make([]byte, 32)
+	rand.Read(cookieSecret)
+	caddyfile := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	skip_install_trust
+	http_port %[1]d
+	storage file_system %[2]s
+	log {
+		level INFO
+	}
+}
+
+(public) {
+	handle /public/* {
+		header Content-Type "text/html; charset=utf-8"
+		respond "<!doctype html><title>Public</title><p>A public page of the site, for same-origin fetch() calls.</p>"
+	}
+}
+
+%[3]s {
+	bind 127.0.0.1
+	tls internal
+	import public
+	handle {
+		gatehouse {
+			issuer %[4]s
+			client_id gatehouse-basic
+			client_secret %[5]s
+			cookie_secret %[6]s
+			scopes openid email profile groups offline_access
+		}
+		reverse_proxy %[7]s
+	}
+}
+
+%[8]s {
+	bind 127.0.0.1
+	tls internal
+	gatehouse {
+		issuer %[9]s
+		client_id gatehouse-post
+		client_secret %[5]s
+		client_auth post
+		cookie_secret %[6]s
+		scopes openid email profile groups
+	}
+	reverse_proxy %[7]s
+}
+
+%[10]s {
+	bind 127.0.0.1
+	tls internal
+	import public
+	handle {
+		gatehouse {
+			issuer %[4]s
+			bearer {
+				audience api://e2e
+				required_scopes orders:read
+				only
+			}
+		}
+		reverse_proxy %[7]s
+	}
+}
+`, httpPort, filepath.Join(tmp, "caddy-data"), env.app, env.opURL, clientSecret, hex.EncodeToString(cookieSecret),
+		strings.TrimPrefix(upstream.URL, "http://"), env.appES, env.opESURL, env.api)
+	cfPath := filepath.Join(tmp, "Caddyfile")
+	if err := os.WriteFile(cfPath, []byte(caddyfile), 0o600); err != nil {
+		return err
+	}
+	env.caddy, err = startProcess(tmp, "caddy", caddyBin, []string{"run", "--config", cfPath, "--adapter", "caddyfile"}, nil, root)
+	if err != nil {
+		return err
+	}
+	for _, site := range []string{env.app, env.appES, env.api} {
+		if err := waitHTTPS(site, 30*time.Second); err != nil {
+			return fmt.Errorf("caddy did not serve %s: %v\n%s", site, err, env.caddy.tail())
+		}
+	}
+
+	alloc, _ := chromedp.NewExecAllocator(context.Background(),
+		append(chromedp.DefaultExecAllocatorOptions[:],
+			chromedp.ExecPath(chromium),
+			chromedp.NoSandbox,
+			chromedp.DisableGPU,
+			chromedp.UserDataDir(filepath.Join(tmp, "chromium-profile")),
+			chromedp.Flag("ignore-certificate-errors", true),
+			chromedp.Flag("disable-quic", true),
+			chromedp.Flag("disable-component-update", true),
+			chromedp.Flag("disable-sync", true),
+			// Nothing outside this machine: every other host fails at once.
+			chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"),
+			chromedp.WindowSize(1000, 800),
+		)...)
+	browser, _ := chromedp.NewContext(alloc)
+	if err := chromedp.Do(browser); err != nil { // starts the browser
+		return fmt.Errorf("starting chromium: %v", err)
+	}
+	env.browser = browser
+	return nil
+}
+
+func (e *environment) tearDown(failed bool) {
+	if e.browser != nil {
+		_ = chromedp.Cancel(e.browser)
+	}
+	for _, p := range []*process{e.caddy, e.op, e.opES} {
+		if p == nil {
+			continue
+		}
+		p.stop()
+		if failed {
+			fmt.Fprintf(os.Stderr, "--- %s output (last lines):\n%s\n", p.name, p.tail())
+		}
+	}
+	os.RemoveAll(e.tmp)
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the test directory")
+		}
+		dir = parent
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func startProvider(root, tmp string, port int, issuer, alg, redirectURIs, logoutURIs string) (*process, error) {
+	p, err := startProcess(tmp, "oidc-provider "+alg, "node", []string{"provider.mjs"}, []string{
+		"E2E_ISSUER=" + issuer,
+		fmt.Sprintf("E2E_PORT=%d", port),
+		"E2E_ALG=" + alg,
+		"E2E_CLIENT_SECRET=" + clientSecret,
+		"E2E_REDIRECT_URIS=" + redirectURIs,
+		"E2E_LOGOUT_URIS=" + logoutURIs,
+	}, filepath.Join(root, "testdata/e2e"))
+	if err != nil {
+		return nil, err
+	}
+	if err := p.waitFor("ready ", 20*time.Second); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("%s: %v\n%s", p.name, err, p.tail())
+	}
+	return p, nil
+}
+
+// process is a child process whose output is kept for diagnostics and
+// watched line by line.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  []string
+	seen chan string
+}
+
+func startProcess(tmp, name, bin string, args, extraEnv []string, dir string) (*process, error) {
+	p := &process{name: name, seen: make(chan string, 1024)}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Dir = dir
+	p.cmd.Env = append(os.Environ(), extraEnv...)
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	p.cmd.Stderr = p.cmd.Stdout
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.out = append(p.out, line)
+			p.mu.Unlock()
+			select {
+			case p.seen <- line:
+			default:
+			}
+		}
+	}()
+	return p, nil
+}
+
+func (p *process) waitFor(prefix string, timeout time.Duration) error {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line := <-p.seen:
+			if strings.HasPrefix(line, prefix) {
+				return nil
+			}
+		case <-deadline:
+			return fmt.Errorf("no %q line within %s", prefix, timeout)
+		}
+	}
+}
+
+// count returns how many output lines equal line.
+func (p *process) count(line string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, l := range p.out {
+		if l == line {
+			n++
+		}
+	}
+	return n
+}
+
+func (p *process) tail() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	from := max(0, len(p.out)-40)
+	return strings.Join(p.out[from:], "\n")
+}
+
+func (p *process) stop() {
+	if p.cmd.Process != nil {
+		_ = p.cmd.Process.Kill()
+		_, _ = p.cmd.Process.Wait()
+	}
+}
+
+// insecureClient trusts Caddy's internal CA without installing it.
+var insecureClient = &http.Client{
+	Timeout: 10 * time.Second,
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
+}
+
+func waitHTTPS(site string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		var resp *http.Response
+		if resp, err = insecureClient.Get(site + "/"); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+// recorder is the upstream app: it shows the identity it receives (an
+// HTML page, or JSON under /api/) and remembers every request's headers.
+type recorder struct {
+	mu   sync.Mutex
+	seen []http.Header
+}
+
+func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec.mu.Lock()
+	rec.seen = append(rec.seen, r.Header.Clone())
+	rec.mu.Unlock()
+	id := map[string]string{
+		"user":   r.Header.Get("X-Forwarded-User"),
+		"email":  r.Header.Get("X-Forwarded-Email"),
+		"groups": r.Header.Get("X-Forwarded-Groups"),
+		"path":   r.URL.RequestURI(),
+	}
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(id)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprintf(w, `<!doctype html><html><head><title>Protected app</title>
+<style>body{font-family:sans-serif;margin:3em}dt{font-weight:bold}</style></head>
+<body><h1>Protected app</h1><dl>
+<dt>X-Forwarded-User</dt><dd id="user">%s</dd>
+<dt>X-Forwarded-Email</dt><dd id="email">%s</dd>
+<dt>X-Forwarded-Groups</dt><dd id="groups">%s</dd>
+<dt>Request</dt><dd id="path">%s</dd>
+</dl></body></html>`, html.EscapeString(id["user"]), html.EscapeString(id["email"]), html.EscapeString(id["groups"]), html.EscapeString(id["path"]))
+}
+
+// headers returns every header value the upstream was ever sent.
+func (rec *recorder) headers() []http.Header {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]http.Header(nil), rec.seen...)
+}
+
+// clientCredentialsToken gets a JWT access token for the API from the
+// provider (client_credentials grant with a resource indicator).
+func clientCredentialsToken(t *testing.T, scope string) string {
+	t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}, "resource": {"api://e2e"}}
+	if scope != "" {
+		form.Set("scope", scope)
+	}
+	req, _ := http.NewRequest("POST", env.opURL+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("gatehouse-basic", clientSecret)
+	resp, err := insecureClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &tok) != nil || strings.Count(tok.AccessToken, ".") != 2 {
+		t.Fatalf("client_credentials: %d %s", resp.StatusCode, body)
+	}
+	return tok.AccessToken
+}
