@@ -366,7 +366,7 @@ func (p *process) stop() {
 
 // insecureClient trusts Caddy's internal CA without installing it.
 var insecureClient = &http.Client{
-	Timeout: 10 * time.Second,
+	Timeout:   10 * time.Second,
 	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
 	CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
