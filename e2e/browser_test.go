@@ -19,11 +19,20 @@ import (
 // tab is one browser tab, in a browser context of its own unless made with
 // newTab (which shares cookies, like a second tab of the same window).
 type tab struct {
-	t   *testing.T
-	ctx context.Context
+	t      *testing.T
+	ctx    context.Context
+	parent *tab // set by with: the tab whose request log this one shares
 
 	mu        sync.Mutex
 	documents []string // URLs of the documents the tab requested, in order
+}
+
+// log is the tab that keeps the request log.
+func (tb *tab) log() *tab {
+	if tb.parent != nil {
+		return tb.parent
+	}
+	return tb
 }
 
 // newBrowser opens a fresh browser context (no cookies, like a new
@@ -66,12 +75,18 @@ func startTab(t *testing.T, ctx context.Context) *tab {
 	return tb
 }
 
+// with returns tb for use in subtest t (failures are reported there).
+func (tb *tab) with(t *testing.T) *tab {
+	return &tab{t: t, ctx: tb.ctx, parent: tb}
+}
+
 // visited reports whether the tab requested a document whose URL starts
 // with prefix since the last resetVisits.
 func (tb *tab) visited(prefix string) bool {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	for _, u := range tb.documents {
+	l := tb.log()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, u := range l.documents {
 		if strings.HasPrefix(u, prefix) {
 			return true
 		}
@@ -80,15 +95,17 @@ func (tb *tab) visited(prefix string) bool {
 }
 
 func (tb *tab) resetVisits() {
-	tb.mu.Lock()
-	tb.documents = nil
-	tb.mu.Unlock()
+	l := tb.log()
+	l.mu.Lock()
+	l.documents = nil
+	l.mu.Unlock()
 }
 
 func (tb *tab) documentURLs() []string {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	return append([]string(nil), tb.documents...)
+	l := tb.log()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.documents...)
 }
 
 func (tb *tab) do(actions ...chromedp.Action[chromedp.Void]) {
