@@ -59,7 +59,7 @@ func benchSession(b *testing.B, extraClaim int) {
 	g := newHandler(b, idp.Issuer(), nil)
 	sess := aliceSession()
 	if extraClaim > 0 {
-		sess.Claims = map[string]string{"pad": strings.Repeat("x", extraClaim)}
+		sess.Claims = map[string][]string{"pad": {strings.Repeat("x", extraClaim)}}
 	}
 	cookies := sessionCookies(b, g, sess)
 	r := httptest.NewRequest("GET", "/app", nil)

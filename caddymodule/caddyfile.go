@@ -39,6 +39,15 @@ func init() {
 //		groups_claim           <claim>
 //		trusted_redirect_hosts <host...>
 //		unauthenticated        redirect|401|allow
+//		refresh_before         <duration>
+//		post_logout_redirect   <path|url>
+//		allow_emails           <email...>
+//		allow_domains          <domain...>
+//		allow_groups           <group...>
+//		allow_claim            <claim> <value...>
+//		header                 <name> <claim>
+//		pass_access_token
+//		pass_authorization
 //		bearer {
 //			audience        <aud...>
 //			issuer          <url>
@@ -69,7 +78,7 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
-		if seen[sub] {
+		if seen[sub] && sub != "allow_claim" && sub != "header" {
 			return d.Errf("gatehouse: %s: given more than once", sub)
 		}
 		seen[sub] = true
@@ -129,6 +138,59 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = someArgs(d, &g.TrustedRedirectHosts)
 		case "unauthenticated":
 			err = oneArg(d, &g.Unauthenticated)
+		case "refresh_before":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if g.RefreshBefore, err = parseDuration(v); err != nil {
+					return d.Errf("gatehouse: refresh_before: %v", err)
+				}
+			}
+		case "post_logout_redirect":
+			err = oneArg(d, &g.PostLogoutRedirect)
+		case "allow_emails":
+			err = someArgs(d, &g.AllowEmails)
+		case "allow_domains":
+			err = someArgs(d, &g.AllowDomains)
+		case "allow_groups":
+			err = someArgs(d, &g.AllowGroups)
+		case "allow_claim":
+			var args []string
+			if err = someArgs(d, &args); err == nil {
+				if len(args) < 2 {
+					return d.Errf("gatehouse: allow_claim: want a claim name and at least one value")
+				}
+				if _, dup := g.AllowClaims[args[0]]; dup {
+					return d.Errf("gatehouse: allow_claim: %s given more than once", args[0])
+				}
+				if g.AllowClaims == nil {
+					g.AllowClaims = map[string][]string{}
+				}
+				g.AllowClaims[args[0]] = args[1:]
+			}
+		case "header":
+			var args []string
+			if err = someArgs(d, &args); err == nil {
+				if len(args) != 2 {
+					return d.Errf("gatehouse: header: want a header name and a claim name")
+				}
+				if _, dup := g.Headers[args[0]]; dup {
+					return d.Errf("gatehouse: header: %s given more than once", args[0])
+				}
+				if g.Headers == nil {
+					g.Headers = map[string]string{}
+				}
+				g.Headers[args[0]] = args[1]
+			}
+		case "pass_access_token":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.PassAccessToken = true
+		case "pass_authorization":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.PassAuthorization = true
 		case "bearer":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -3,10 +3,13 @@ package caddymodule
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/gatehouse-auth/gatehouse/flow"
 	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/verify"
 )
@@ -22,15 +25,15 @@ const (
 
 // identityHeaders are deleted from every request before anything else, in
 // any letter case and with "_" for "-" (CVE-2025-64484, CVE-2026-52845):
-// the upstream never sees a client-supplied identity.
+// the upstream never sees a client-supplied identity. Headers configured
+// with `header` are added to them.
 var identityHeaders = []string{headerUser, headerEmail, headerPreferredUsername, headerGroups, headerAccessToken}
 
-// stripIdentityHeaders deletes every header whose name equals one of
-// identityHeaders ignoring case and treating "_" as "-". It allocates
-// nothing.
-func stripIdentityHeaders(h http.Header) {
+// stripHeaders deletes every header whose name equals one of names
+// ignoring case and treating "_" as "-". It allocates nothing.
+func stripHeaders(h http.Header, names []string) {
 	for name := range h {
-		for _, id := range identityHeaders {
+		for _, id := range names {
 			if sameHeaderName(name, id) {
 				delete(h, name)
 				break
@@ -67,39 +70,63 @@ func sameHeaderName(a, b string) bool {
 // identity is who a request is, from a session or a bearer token.
 type identity struct {
 	user, subject, email, preferredUsername, name string
+	emailUnverified                               bool
 	groups                                        []string
+	claims                                        map[string][]string // the claims the config maps or checks
+	accessToken                                   string
+	fromSession                                   bool // a cookie session (not a bearer token)
 }
 
 func sessionIdentity(s *session.Session) identity {
 	return identity{
 		user: s.User, subject: s.Subject, email: s.Email,
-		preferredUsername: s.PreferredUsername, name: s.Name, groups: s.Groups,
+		preferredUsername: s.PreferredUsername, name: s.Name,
+		emailUnverified: s.EmailUnverified, groups: s.Groups, claims: s.Claims,
+		accessToken: s.AccessToken, fromSession: true,
 	}
 }
 
 // claimsIdentity maps a bearer token's claims through the *_claim
 // settings, as a login does.
-func (g *Gatehouse) claimsIdentity(c *verify.Claims) identity {
+func (g *Gatehouse) claimsIdentity(c *verify.Claims, token string) identity {
 	all := c.Map()
-	return identity{
+	id := identity{
 		user:              claimString(all, g.UserClaim),
 		subject:           c.Subject,
 		email:             claimString(all, g.EmailClaim),
+		emailUnverified:   all["email_verified"] == false,
 		preferredUsername: claimString(all, "preferred_username"),
 		name:              claimString(all, "name"),
 		groups:            claimStrings(all, g.GroupsClaim),
+		accessToken:       token,
 	}
+	if len(g.claimsNeeded) > 0 {
+		id.claims = make(map[string][]string, len(g.claimsNeeded))
+		for _, n := range g.claimsNeeded {
+			if v := claimStrings(all, n); v != nil {
+				id.claims[n] = v
+			}
+		}
+	}
+	return id
 }
 
 // set hands the identity to the next handlers: identity headers (only
-// those with a value) and the placeholders Caddy's own authentication
-// handler sets, {http.auth.user.id} and {http.auth.user.<claim>}.
-func (id identity) set(r *http.Request, repl *caddy.Replacer) {
+// those with a value), the mapped `header`s, the access token when asked,
+// and the placeholders Caddy's own authentication handler sets,
+// {http.auth.user.id} and {http.auth.user.<claim>}.
+func (g *Gatehouse) setIdentity(r *http.Request, repl *caddy.Replacer, id *identity) {
 	groups := strings.Join(id.groups, ",")
 	setHeader(r.Header, headerUser, id.user)
 	setHeader(r.Header, headerEmail, id.email)
 	setHeader(r.Header, headerPreferredUsername, id.preferredUsername)
 	setHeader(r.Header, headerGroups, groups)
+	if g.PassAccessToken {
+		setHeader(r.Header, headerAccessToken, id.accessToken)
+	}
+	if g.PassAuthorization && id.accessToken != "" {
+		r.Header["Authorization"] = []string{"Bearer " + id.accessToken}
+	}
 
 	repl.Set("http.auth.user.id", id.user)
 	repl.Set("http.auth.user.sub", id.subject)
@@ -107,12 +134,71 @@ func (id identity) set(r *http.Request, repl *caddy.Replacer) {
 	repl.Set("http.auth.user.preferred_username", id.preferredUsername)
 	repl.Set("http.auth.user.name", id.name)
 	repl.Set("http.auth.user.groups", groups)
+	for _, m := range g.headerMap {
+		v := strings.Join(id.claims[m.claim], ",")
+		setHeader(r.Header, m.header, v)
+		repl.Set("http.auth.user."+m.claim, v)
+	}
 }
 
 func setHeader(h http.Header, name, value string) {
 	if value != "" {
 		h[name] = []string{value}
 	}
+}
+
+// headerMapping is one `header NAME CLAIM`.
+type headerMapping struct {
+	header, claim string
+}
+
+// sessionClaims knows, per session cookie name, which claims the
+// gatehouse handlers sharing that cookie map (`header`) or check
+// (`allow_claim`), so that whichever handler finishes a login keeps them
+// all in the session, and per-path rules in other blocks can use them.
+var sessionClaims = &claimRegistry{names: map[string]map[string]int{}}
+
+type claimRegistry struct {
+	mu    sync.Mutex
+	names map[string]map[string]int // cookie name → claim → users
+}
+
+func (c *claimRegistry) add(cookie string, claims []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.names[cookie]
+	if m == nil {
+		m = map[string]int{}
+		c.names[cookie] = m
+	}
+	for _, n := range claims {
+		m[n]++
+	}
+}
+
+func (c *claimRegistry) remove(cookie string, claims []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.names[cookie]
+	for _, n := range claims {
+		if m[n]--; m[n] <= 0 {
+			delete(m, n)
+		}
+	}
+	if len(m) == 0 {
+		delete(c.names, cookie)
+	}
+}
+
+func (c *claimRegistry) get(cookie string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.names[cookie]))
+	for n := range c.names[cookie] {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // lookupClaim finds a claim by name; a dotted name that is not itself a
@@ -152,18 +238,13 @@ func claimString(claims map[string]any, name string) string {
 	return ""
 }
 
-// claimStrings returns a claim that is a string or an array of strings
-// (other elements are skipped), each made header-safe.
+// claimStrings returns a claim that is a string, number, boolean or an
+// array of strings (other elements are skipped), each made header-safe.
 func claimStrings(claims map[string]any, name string) []string {
 	v, _ := lookupClaim(claims, name)
-	switch v := v.(type) {
-	case string:
-		if s := headerSafe(v); s != "" {
-			return []string{s}
-		}
-	case []any:
+	if arr, ok := v.([]any); ok {
 		var out []string
-		for _, e := range v {
+		for _, e := range arr {
 			if s, ok := e.(string); ok {
 				if s = headerSafe(s); s != "" {
 					out = append(out, s)
@@ -171,6 +252,9 @@ func claimStrings(claims map[string]any, name string) []string {
 			}
 		}
 		return out
+	}
+	if s := claimString(claims, name); s != "" {
+		return []string{s}
 	}
 	return nil
 }
@@ -195,4 +279,70 @@ func headerSafe(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// emailUnverified reports whether the provider said email_verified: false.
+func emailUnverified(claims map[string]any) bool {
+	v, ok := claims["email_verified"].(bool)
+	return ok && !v
+}
+
+// newSessionFrom builds a session from a login or refresh result: old is
+// nil for a new login (fresh ID: no fixation) and the session being
+// refreshed otherwise (ID, login time and unchanged tokens carry over).
+// Identity claims are (re)mapped whenever the result has claims, so a
+// refresh brings group changes in (Pomerium CVE-2021-41230).
+func (g *Gatehouse) newSessionFrom(old *session.Session, res *flow.Result) (*session.Session, error) {
+	s := &session.Session{ID: session.NewID(), Created: g.now().Unix()}
+	if old != nil {
+		cp := *old
+		s = &cp
+	}
+	if res.IDToken != nil {
+		s.Subject = res.IDToken.Subject
+		if res.IDToken.SessionID != "" {
+			s.SID = res.IDToken.SessionID
+		}
+	}
+	if len(res.Claims) > 0 {
+		user := claimString(res.Claims, g.UserClaim)
+		if user == "" || s.Subject == "" {
+			return nil, errIncompleteIdentity
+		}
+		s.User = user
+		s.Email = claimString(res.Claims, g.EmailClaim)
+		s.EmailVerified = res.Claims["email_verified"] == true
+		s.EmailUnverified = emailUnverified(res.Claims)
+		s.PreferredUsername = claimString(res.Claims, "preferred_username")
+		s.Name = claimString(res.Claims, "name")
+		s.Groups = claimStrings(res.Claims, g.GroupsClaim)
+		s.Claims = nil
+		for _, n := range sessionClaims.get(g.CookieName) {
+			if v := claimStrings(res.Claims, n); v != nil {
+				if s.Claims == nil {
+					s.Claims = map[string][]string{}
+				}
+				s.Claims[n] = v
+			}
+		}
+	}
+	if s.Subject == "" || s.User == "" {
+		return nil, errIncompleteIdentity
+	}
+	t := res.Tokens
+	s.AccessToken = t.AccessToken
+	if t.RefreshToken != "" {
+		s.RefreshToken = t.RefreshToken
+	}
+	if t.IDToken != "" {
+		s.IDToken = t.IDToken
+	}
+	switch {
+	case !t.Expiry.IsZero():
+		s.AccessExpiry = t.Expiry.Unix()
+	case res.IDToken != nil:
+		// No expires_in: the ID token's expiry bounds the session.
+		s.AccessExpiry = res.IDToken.Expiry.Unix()
+	}
+	return s, nil
 }

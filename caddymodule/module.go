@@ -105,6 +105,35 @@ type Gatehouse struct {
 	// redirected, other requests (XHR, JSON, non-GET) get 401.
 	Unauthenticated string `json:"unauthenticated,omitempty"`
 
+	// RefreshBefore: a session whose access token expires within
+	// this is refreshed (with its refresh token) before the request is
+	// served. Default: 1m.
+	RefreshBefore caddy.Duration `json:"refresh_before,omitempty"`
+	// PostLogoutRedirect is where sign-out sends the user: a path on the
+	// site or an absolute URL (register it at the provider as a post-logout
+	// redirect URI). Default: "/".
+	PostLogoutRedirect string `json:"post_logout_redirect,omitempty"`
+
+	// AllowEmails lets users with one of these e-mails in (see rules).
+	AllowEmails []string `json:"allow_emails,omitempty"`
+	// AllowDomains lets users whose e-mail is in one of these domains in.
+	AllowDomains []string `json:"allow_domains,omitempty"`
+	// AllowGroups lets members of one of these groups in.
+	AllowGroups []string `json:"allow_groups,omitempty"`
+	// AllowClaims lets users in whose claim (the key) has one of the
+	// values. With any allow_* set, a user must match at least one rule,
+	// else 403. Default: none (every authenticated user).
+	AllowClaims map[string][]string `json:"allow_claims,omitempty"`
+
+	// Headers forwards more claims upstream: header name → claim name.
+	// The headers are also deleted from every client request.
+	Headers map[string]string `json:"headers,omitempty"`
+	// PassAccessToken sets X-Forwarded-Access-Token to the access token.
+	PassAccessToken bool `json:"pass_access_token,omitempty"`
+	// PassAuthorization sets `Authorization: Bearer <access token>`
+	// upstream, replacing the client's.
+	PassAuthorization bool `json:"pass_authorization,omitempty"`
+
 	// Bearer, when set, validates `Authorization: Bearer` JWTs.
 	Bearer *BearerConfig `json:"bearer,omitempty"`
 
@@ -113,9 +142,16 @@ type Gatehouse struct {
 	client       *flow.Client         // nil with bearer `only`
 	store        *session.CookieStore // nil with bearer `only`
 	bearer       *flow.Bearer
+	refresher    *flow.Refresher
 	trusted      flow.HostPatterns
+	rules        rules
+	headerMap    []headerMapping // sorted by header name
+	strip        []string        // headers deleted from every request
 	callbackPath string
+	signOutPath  string
 	now          func() time.Time
+	claimsNeeded []string // claims this block maps (header) or checks (allow_claim)
+	registered   bool     // claimsNeeded were added to sessionClaims
 
 	keys *keyRegistry // held in keyRegistries under Issuer while provisioned
 }
@@ -211,7 +247,24 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.callbackPath = g.PathPrefix + "/callback"
+	g.signOutPath = g.PathPrefix + "/sign_out"
 	g.trusted, _ = flow.NewHostPatterns(g.TrustedRedirectHosts) // checked by Validate
+	g.rules = newRules(g.AllowEmails, g.AllowDomains, g.AllowGroups, g.AllowClaims)
+	g.strip = slices.Clone(identityHeaders)
+	for name, claim := range g.Headers {
+		name = http.CanonicalHeaderKey(name)
+		g.headerMap = append(g.headerMap, headerMapping{header: name, claim: claim})
+		g.strip = append(g.strip, name)
+	}
+	slices.SortFunc(g.headerMap, func(a, b headerMapping) int { return strings.Compare(a.header, b.header) })
+	for _, m := range g.headerMap {
+		g.claimsNeeded = append(g.claimsNeeded, m.claim)
+	}
+	for name := range g.AllowClaims {
+		g.claimsNeeded = append(g.claimsNeeded, name)
+	}
+	slices.Sort(g.claimsNeeded)
+	g.claimsNeeded = slices.Compact(g.claimsNeeded)
 
 	val, _, err := keyRegistries.LoadOrNew(g.Issuer, func() (caddy.Destructor, error) {
 		return &keyRegistry{sets: map[string]*verify.RemoteKeySet{}, logger: ctx.Slogger()}, nil
@@ -287,6 +340,19 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("gatehouse: %w", err)
 	}
+	g.refresher, err = flow.NewRefresher(flow.RefresherOptions{
+		Client: g.client,
+		Update: g.newSessionFrom,
+		Before: time.Duration(g.RefreshBefore),
+		Now:    g.now,
+	})
+	if err != nil {
+		return fmt.Errorf("gatehouse: %w", err)
+	}
+	// Keep the claims this block maps or checks in every session of this
+	// cookie, whichever block finishes the login.
+	sessionClaims.add(g.CookieName, g.claimsNeeded)
+	g.registered = true
 	if g.CookieInsecure {
 		g.logger.Warn("cookie_insecure is set: session cookies lack the Secure attribute; use this for plain-HTTP development only")
 	}
@@ -342,6 +408,10 @@ func (g *Gatehouse) resolvePlaceholders() error {
 		one("groups_claim", &g.GroupsClaim),
 		many("trusted_redirect_hosts", g.TrustedRedirectHosts),
 		one("unauthenticated", &g.Unauthenticated),
+		one("post_logout_redirect", &g.PostLogoutRedirect),
+		many("allow_emails", g.AllowEmails),
+		many("allow_domains", g.AllowDomains),
+		many("allow_groups", g.AllowGroups),
 		g.resolveBearer(one, many),
 	)
 }
@@ -379,6 +449,10 @@ func (g *Gatehouse) applyDefaults() {
 	if g.SessionLifetime == 0 {
 		g.SessionLifetime = caddy.Duration(session.DefaultLifetime)
 	}
+	if g.RefreshBefore == 0 {
+		g.RefreshBefore = caddy.Duration(flow.DefaultRefreshBefore)
+	}
+	setDefault(&g.PostLogoutRedirect, "/")
 }
 
 // Validate checks the configuration; every message names the
@@ -474,6 +548,31 @@ func (g *Gatehouse) Validate() error {
 	default:
 		bad("unauthenticated", "must be redirect, 401 or allow, not %q", g.Unauthenticated)
 	}
+	if d := time.Duration(g.RefreshBefore); d < 0 || d > 24*time.Hour {
+		bad("refresh_before", "must be between 0 and 24h")
+	}
+	if p := g.PostLogoutRedirect; p != "" && !strings.HasPrefix(p, "/") {
+		if err := flow.CheckEndpointURL(p); err != nil {
+			bad("post_logout_redirect", "must be a path like / or an absolute http(s) URL: %v", err)
+		}
+	} else if p != "" && (strings.HasPrefix(p, "//") || strings.Contains(p, "\\")) {
+		bad("post_logout_redirect", "%q is not a path on this site", p)
+	}
+	if err := checkRules(g.AllowEmails, g.AllowDomains, g.AllowClaims); err != nil {
+		name, msg, _ := strings.Cut(err.Error(), ": ")
+		bad(name, "%s", msg)
+	}
+	for name, claim := range g.Headers {
+		if err := checkHeaderName(name); err != nil {
+			bad("header", "%v", err)
+		}
+		if claim == "" || strings.ContainsAny(claim, " \t{}") {
+			bad("header", "%s: invalid claim name %q", name, claim)
+		}
+	}
+	if g.PassAuthorization && g.Bearer != nil {
+		bad("pass_authorization", "cannot be combined with bearer: a bearer request's Authorization header is passed as it is")
+	}
 	if b := g.Bearer; b != nil {
 		if len(b.Audiences) == 0 || slices.Contains(b.Audiences, "") {
 			bad("bearer audience", "is required: the audience your API's tokens are issued for")
@@ -515,6 +614,31 @@ func (g *Gatehouse) Cleanup() error {
 	if g.keys != nil {
 		_, _ = keyRegistries.Delete(g.Issuer)
 		g.keys = nil
+	}
+	if g.registered {
+		sessionClaims.remove(g.CookieName, g.claimsNeeded)
+		g.registered = false
+	}
+	return nil
+}
+
+// checkHeaderName accepts a header name for `header`: a token that is not
+// one gatehouse already sets or one that would change the request's meaning.
+func checkHeaderName(name string) error {
+	if name == "" {
+		return errors.New("empty header name")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("invalid header name %q", name)
+		}
+	}
+	switch strings.ToLower(strings.ReplaceAll(name, "_", "-")) {
+	case "authorization", "cookie", "host", "content-length", "content-type", "transfer-encoding", "connection",
+		"te", "upgrade", "proxy-authorization", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+		"x-forwarded-user", "x-forwarded-email", "x-forwarded-preferred-username", "x-forwarded-groups", "x-forwarded-access-token":
+		return fmt.Errorf("header %q is not one `header` may set", name)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ type problem struct {
 	code    string // machine-readable, for the JSON body
 	title   string
 	message string
+	signOut string // when set, the page offers a sign-out button posting here
 }
 
 // fail answers r with p. When the server has handle_errors routes, it
@@ -29,7 +30,7 @@ func fail(w http.ResponseWriter, r *http.Request, p problem, cause error) error 
 	}
 	if isNavigation(r) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(p.status)
 		_, _ = w.Write([]byte(htmlPage(p)))
@@ -49,6 +50,9 @@ func htmlPage(p problem) string {
 	b.WriteString(`<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}p{line-height:1.5}small{color:#666}</style></head><body>`)
 	b.WriteString(`<h1>` + html.EscapeString(p.title) + `</h1>`)
 	b.WriteString(`<p>` + html.EscapeString(p.message) + `</p>`)
+	if p.signOut != "" {
+		b.WriteString(`<form method="post" action="` + html.EscapeString(p.signOut) + `"><button type="submit">Sign out</button></form>`)
+	}
 	b.WriteString(`<p><a href="/">Go to the start page</a></p>`)
 	b.WriteString(`<p><small>` + strconv.Itoa(p.status) + ` ` + html.EscapeString(http.StatusText(p.status)) + `</small></p>`)
 	b.WriteString(`</body></html>` + "\n")

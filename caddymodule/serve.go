@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 	"html"
 	"net/http"
 	"strings"
@@ -18,14 +19,15 @@ import (
 
 // ServeHTTP strips client-supplied identity headers, serves gatehouse's own
 // endpoints, authenticates a bearer token (when configured) or else the
-// session cookie, and lets an authenticated request through with its
+// session cookie, refreshes the session's tokens when they are about to
+// expire, applies the allow_* rules and lets the request through with its
 // identity; anything else is handled as unauthenticated.
 func (g *Gatehouse) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	stripIdentityHeaders(r.Header)
+	stripHeaders(r.Header, g.strip)
 
 	if g.bearer != nil {
 		token, err := verify.BearerToken(r.Header)
-		if err != verify.ErrNoToken {
+		if !errors.Is(err, verify.ErrNoToken) {
 			// A bearer request is decided by its token alone: never by a cookie.
 			return g.serveBearer(w, r, next, token, err)
 		}
@@ -37,27 +39,72 @@ func (g *Gatehouse) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		}
 	}
 
-	if r.URL.Path == g.callbackPath {
+	switch r.URL.Path {
+	case g.callbackPath:
 		return g.serveCallback(w, r)
+	case g.signOutPath:
+		return g.serveSignOut(w, r)
 	}
 
-	sess, rotate, err := g.store.Load(r)
+	sess, err := g.session(w, r)
 	if err == nil {
-		if rotate {
-			// Sealed with an older cookie_secret: seal it with the current one.
-			if err := g.store.Save(w, r, sess); err != nil {
-				g.logger.Warn("re-sealing a session with the current cookie secret failed", zap.Error(err))
-			}
-		}
 		g.store.StripCookies(r)
-		return g.pass(w, r, next, sessionIdentity(sess))
+		id := sessionIdentity(sess)
+		return g.pass(w, r, next, &id)
 	}
-	if !errors.Is(err, session.ErrNoSession) || g.store.HasSession(r) {
-		if c := g.logger.Check(zapcore.DebugLevel, "session cookie not usable"); c != nil {
-			c.Write(zap.Error(err))
-		}
+	if errors.Is(err, flow.ErrProviderUnavailable) {
+		// The tokens expired and cannot be refreshed right now; the
+		// session is kept for when the provider is back.
+		w.Header().Set("Retry-After", "5")
+		return fail(w, r, problem{
+			status: http.StatusServiceUnavailable, code: "provider_unavailable", title: "Temporarily unavailable",
+			message: "Your session needs to be renewed, but the identity provider cannot be reached right now. Please try again in a moment.",
+		}, err)
 	}
 	return g.serveUnauthenticated(w, r, next)
+}
+
+// session returns the request's valid, fresh session. Its cookie is
+// re-sealed when it was sealed with an older cookie_secret or its tokens
+// were refreshed. A cookie that is unusable, signed out, or whose session
+// ended (refresh refused, tokens expired) is expired and the error wraps
+// session.ErrNoSession; flow.ErrProviderUnavailable means the session needs
+// a refresh the provider cannot give now.
+func (g *Gatehouse) session(w http.ResponseWriter, r *http.Request) (*session.Session, error) {
+	sess, rotate, err := g.store.Load(r)
+	if err == nil && signedOut.has(sess.ID) {
+		err = fmt.Errorf("%w: signed out", session.ErrNoSession)
+	}
+	if err == nil {
+		var refreshed bool
+		var ferr error
+		sess, refreshed, ferr = g.refresher.Fresh(r.Context(), sess)
+		switch {
+		case ferr == nil:
+			rotate = rotate || refreshed
+		case errors.Is(ferr, flow.ErrProviderUnavailable):
+			g.logger.Warn("a session could not be refreshed: the provider is unavailable", zap.Error(ferr))
+			return nil, ferr
+		default:
+			g.logger.Info("session ended", zap.Error(ferr))
+			err = fmt.Errorf("%w: %w", session.ErrNoSession, ferr)
+		}
+	}
+	if err != nil {
+		if g.store.HasSession(r) {
+			if c := g.logger.Check(zapcore.DebugLevel, "session cookie not usable"); c != nil {
+				c.Write(zap.Error(err))
+			}
+			g.store.ClearSession(w, r)
+		}
+		return nil, err
+	}
+	if rotate {
+		if err := g.store.Save(w, r, sess); err != nil {
+			g.logger.Warn("saving the session failed", zap.Error(err))
+		}
+	}
+	return sess, nil
 }
 
 // serveUnauthenticated applies `unauthenticated`: continue anonymously,
@@ -98,7 +145,6 @@ func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
 	if err := g.store.SaveLogin(w, r, login); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	g.store.ClearSession(w, r)
 	if c := g.logger.Check(zapcore.DebugLevel, "login started"); c != nil {
 		c.Write(zap.String("return_to", returnTo))
 	}
@@ -126,7 +172,7 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return g.loginFailed(w, r, err)
 	}
-	sess, err := g.newSession(res)
+	sess, err := g.newSessionFrom(nil, res)
 	if err != nil {
 		return g.loginFailed(w, r, err)
 	}
@@ -153,11 +199,34 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-// pass hands the identity to the next handler.
-func (g *Gatehouse) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, id identity) error {
+// pass applies the allow_* rules and hands the identity to the next handler.
+func (g *Gatehouse) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, id *identity) error {
+	if !g.rules.allows(id) {
+		return g.forbidden(w, r, id)
+	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	id.set(r, repl)
+	g.setIdentity(r, repl, id)
 	return next.ServeHTTP(w, r)
+}
+
+// forbidden answers an authenticated user the allow_* rules refuse: a
+// page that says who they are signed in as and offers sign-out, or 403 JSON.
+func (g *Gatehouse) forbidden(w http.ResponseWriter, r *http.Request, id *identity) error {
+	who := id.email
+	if who == "" {
+		who = id.user
+	}
+	if c := g.logger.Check(zapcore.InfoLevel, "access refused by the allow rules"); c != nil {
+		c.Write(zap.String("user", id.user), zap.String("email", id.email))
+	}
+	p := problem{
+		status: http.StatusForbidden, code: "forbidden", title: "Access denied",
+		message: "You are signed in as " + who + ", but this account may not use this page.",
+	}
+	if id.fromSession {
+		p.signOut = g.signOutPath
+	}
+	return fail(w, r, p, errors.New("gatehouse: refused by the allow rules"))
 }
 
 // serveBearer authenticates a request by its bearer token: valid → the
@@ -173,7 +242,8 @@ func (g *Gatehouse) serveBearer(w http.ResponseWriter, r *http.Request, next cad
 	if g.store != nil {
 		g.store.StripCookies(r)
 	}
-	return g.pass(w, r, next, g.claimsIdentity(claims))
+	id := g.claimsIdentity(claims, token)
+	return g.pass(w, r, next, &id)
 }
 
 // bearerFailed answers a bearer request that cannot pass (RFC 6750 §3):
@@ -263,43 +333,19 @@ var knownProviderErrors = map[string]bool{
 
 var errIncompleteIdentity = errors.New("gatehouse: the provider did not send the configured user claim")
 
-// newSession builds the session for a finished login: a fresh ID (no
-// fixation), the identity mapped through the *_claim settings, the tokens.
-func (g *Gatehouse) newSession(res *flow.Result) (*session.Session, error) {
-	user := claimString(res.Claims, g.UserClaim)
-	if user == "" {
-		return nil, errIncompleteIdentity
-	}
-	verified, _ := res.Claims["email_verified"].(bool)
-	sess := &session.Session{
-		ID:                session.NewID(),
-		Subject:           res.IDToken.Subject,
-		User:              user,
-		Email:             claimString(res.Claims, g.EmailClaim),
-		EmailVerified:     verified,
-		PreferredUsername: claimString(res.Claims, "preferred_username"),
-		Name:              claimString(res.Claims, "name"),
-		Groups:            claimStrings(res.Claims, g.GroupsClaim),
-		SID:               res.IDToken.SessionID,
-		AccessToken:       res.Tokens.AccessToken,
-		RefreshToken:      res.Tokens.RefreshToken,
-		Created:           g.now().Unix(),
-	}
-	if !res.Tokens.Expiry.IsZero() {
-		sess.AccessExpiry = res.Tokens.Expiry.Unix()
-	}
-	return sess, nil
+// redirectURL is this site's callback URL.
+func (g *Gatehouse) redirectURL(r *http.Request) string {
+	return origin(r) + g.callbackPath
 }
 
-// redirectURL is this site's callback URL, from the connection's scheme and
+// origin is scheme://host of the request, from the connection's scheme and
 // the request's Host (what {http.request.scheme} and
 // {http.request.hostport} say), never from X-Forwarded-* headers.
-func (g *Gatehouse) redirectURL(r *http.Request) string {
-	scheme := "http"
+func origin(r *http.Request) string {
 	if r.TLS != nil {
-		scheme = "https"
+		return "https://" + r.Host
 	}
-	return scheme + "://" + r.Host + g.callbackPath
+	return "http://" + r.Host
 }
 
 // originalRequestURI is the path and query the client asked for, before

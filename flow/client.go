@@ -247,49 +247,76 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 	if err != nil {
 		return nil, exchangeError(err)
 	}
+	return c.result(ctx, meta, v, tok, tokenCheck{nonce: login.Nonce, requireIDToken: true})
+}
+
+// tokenCheck is what result checks an ID token against besides the
+// verifier: the login's nonce, or (after a refresh) the session's subject.
+type tokenCheck struct {
+	nonce          string
+	subject        string
+	requireIDToken bool
+}
+
+// result checks a token response and turns it into a Result: token type,
+// the ID token (required at login, optional on refresh), userinfo.
+func (c *Client) result(ctx context.Context, meta *Metadata, v *verify.Verifier, tok *oauth2.Token, check tokenCheck) (*Result, error) {
 	if !strings.EqualFold(tok.Type(), "Bearer") {
 		return nil, fmt.Errorf("%w: token_type %q is not Bearer", ErrTokenResponse, tok.TokenType)
 	}
 	rawID, _ := tok.Extra("id_token").(string)
-	if rawID == "" {
+	var idc *verify.Claims
+	claims := map[string]any{}
+	switch {
+	case rawID != "":
+		var err error
+		if idc, err = c.checkIDToken(ctx, v, rawID, check, tok.AccessToken); err != nil {
+			return nil, err
+		}
+		for k, val := range idc.Map() {
+			claims[k] = val
+		}
+	case check.requireIDToken:
 		return nil, fmt.Errorf("%w: no id_token", ErrTokenResponse)
 	}
-	idc, err := c.checkIDToken(ctx, v, rawID, login.Nonce, tok.AccessToken)
-	if err != nil {
-		return nil, err
-	}
-	claims := make(map[string]any, len(idc.Map()))
-	for k, v := range idc.Map() {
-		claims[k] = v
+	subject := check.subject
+	if idc != nil {
+		subject = idc.Subject
 	}
 	if meta.Endpoints.Userinfo != "" {
 		info, err := c.userinfo(ctx, meta.Endpoints.Userinfo, tok.AccessToken)
 		if err != nil {
 			return nil, err
 		}
-		if sub, _ := info["sub"].(string); sub != idc.Subject {
+		if sub, _ := info["sub"].(string); sub != subject {
 			return nil, fmt.Errorf("%w: sub differs from the ID token's", ErrUserinfo)
 		}
-		for k, v := range info {
+		for k, val := range info {
 			if _, ok := claims[k]; !ok {
-				claims[k] = v
+				claims[k] = val
 			}
 		}
+	}
+	// The expiry from expires_in, on our clock (x/oauth2 uses time.Now).
+	expiry := tok.Expiry
+	if tok.ExpiresIn > 0 {
+		expiry = c.opts.Now().Add(time.Duration(tok.ExpiresIn) * time.Second)
 	}
 	return &Result{
 		Tokens: Tokens{
 			AccessToken:  tok.AccessToken,
 			RefreshToken: tok.RefreshToken,
 			IDToken:      rawID,
-			Expiry:       tok.Expiry,
+			Expiry:       expiry,
 		},
 		IDToken: idc,
 		Claims:  claims,
 	}, nil
 }
 
-// checkIDToken verifies an ID token as OpenID Connect Core §3.1.3.7 asks.
-func (c *Client) checkIDToken(ctx context.Context, v *verify.Verifier, raw, nonce, accessToken string) (*verify.Claims, error) {
+// checkIDToken verifies an ID token as OpenID Connect Core §3.1.3.7 asks
+// (and §12.2 after a refresh: the same subject, no nonce required).
+func (c *Client) checkIDToken(ctx context.Context, v *verify.Verifier, raw string, check tokenCheck, accessToken string) (*verify.Claims, error) {
 	idc, err := v.Verify(ctx, raw)
 	if errors.Is(err, verify.ErrKeysUnavailable) {
 		return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
@@ -308,7 +335,9 @@ func (c *Client) checkIDToken(ctx context.Context, v *verify.Verifier, raw, nonc
 		return nil, fmt.Errorf("%w: azp is another client", ErrIDToken)
 	case len(idc.Audience) > 1 && idc.AuthorizedParty == "":
 		return nil, fmt.Errorf("%w: several audiences and no azp", ErrIDToken)
-	case nonce == "" || subtle.ConstantTimeCompare([]byte(idc.Nonce), []byte(nonce)) != 1:
+	case check.subject != "" && idc.Subject != check.subject:
+		return nil, fmt.Errorf("%w: a refreshed ID token names another subject", ErrIDToken)
+	case check.subject == "" && (check.nonce == "" || subtle.ConstantTimeCompare([]byte(idc.Nonce), []byte(check.nonce)) != 1):
 		return nil, fmt.Errorf("%w: nonce mismatch", ErrIDToken)
 	}
 	if idc.AccessTokenHash != "" && !atHashMatches(idc.Algorithm, idc.AccessTokenHash, accessToken) {

@@ -20,6 +20,8 @@ type Endpoints struct {
 	Userinfo      string
 	JWKS          string
 	EndSession    string
+	// Revocation is the RFC 7009 revocation endpoint (discovery only).
+	Revocation string
 }
 
 // complete reports whether discovery can be skipped.
@@ -41,6 +43,7 @@ func (e Endpoints) overlay(o Endpoints) Endpoints {
 		Userinfo:      pick(e.Userinfo, o.Userinfo),
 		JWKS:          pick(e.JWKS, o.JWKS),
 		EndSession:    pick(e.EndSession, o.EndSession),
+		Revocation:    pick(e.Revocation, o.Revocation),
 	}
 }
 
@@ -64,6 +67,7 @@ type discoveryDoc struct {
 	UserinfoEndpoint      string   `json:"userinfo_endpoint"`
 	JWKSURI               string   `json:"jwks_uri"`
 	EndSessionEndpoint    string   `json:"end_session_endpoint"`
+	RevocationEndpoint    string   `json:"revocation_endpoint"`
 	IDTokenAlgs           []string `json:"id_token_signing_alg_values_supported"`
 	IssParameter          bool     `json:"authorization_response_iss_parameter_supported"`
 }
@@ -104,6 +108,7 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*Metadat
 			Userinfo:      doc.UserinfoEndpoint,
 			JWKS:          doc.JWKSURI,
 			EndSession:    doc.EndSessionEndpoint,
+			Revocation:    doc.RevocationEndpoint,
 		},
 		IDTokenAlgorithms: doc.IDTokenAlgs,
 		IssParameter:      doc.IssParameter,
@@ -124,6 +129,7 @@ func checkEndpoints(issuer string, e Endpoints) error {
 		{"jwks_uri", e.JWKS, true},
 		{"userinfo_endpoint", e.Userinfo, false},
 		{"end_session_endpoint", e.EndSession, false},
+		{"revocation_endpoint", e.Revocation, false},
 	} {
 		if ep.url == "" {
 			if ep.required {

@@ -31,16 +31,18 @@ type Session struct {
 	User string `json:"u,omitempty"`
 	// Email is the value of the configured email claim.
 	Email string `json:"em,omitempty"`
-	// EmailVerified is the provider's `email_verified`.
+	// EmailVerified is true when the provider said `email_verified: true`.
 	EmailVerified bool `json:"ev,omitempty"`
+	// EmailUnverified is true when the provider said `email_verified: false`.
+	EmailUnverified bool `json:"eu,omitempty"`
 	// PreferredUsername is the `preferred_username` claim.
 	PreferredUsername string `json:"pu,omitempty"`
 	// Name is the `name` claim.
 	Name string `json:"n,omitempty"`
 	// Groups is the value of the configured groups claim.
 	Groups []string `json:"g,omitempty"`
-	// Claims holds further claims the configuration maps, as strings.
-	Claims map[string]string `json:"c,omitempty"`
+	// Claims holds further claims the configuration maps or checks.
+	Claims map[string][]string `json:"c,omitempty"`
 	// SID is the provider's session id (`sid`), for logout.
 	SID string `json:"sid,omitempty"`
 	// AccessToken, RefreshToken and IDToken are the provider's tokens.

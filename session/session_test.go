@@ -232,7 +232,7 @@ func TestLoadTampered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sess := testSession(epoch)
 			if tc.extra > 0 {
-				sess.Claims = map[string]string{"big": strings.Repeat("x", tc.extra)}
+				sess.Claims = map[string][]string{"big": {strings.Repeat("x", tc.extra)}}
 			}
 			cookies := save(t, s, request(nil), sess)
 			var joined string
@@ -394,7 +394,7 @@ func sessionOfSealedSize(t *testing.T, s *CookieStore, n int) (*Session, int) {
 	lo, hi := 0, n
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
-		sess.Claims = map[string]string{"pad": strings.Repeat("p", mid)}
+		sess.Claims = map[string][]string{"pad": {strings.Repeat("p", mid)}}
 		plain, _ := sess.marshal()
 		sealed, err := s.sessionCodec.Seal(s.opts.Name, plain)
 		if err != nil || len(sealed) > n {
@@ -403,7 +403,7 @@ func sessionOfSealedSize(t *testing.T, s *CookieStore, n int) (*Session, int) {
 			lo = mid
 		}
 	}
-	sess.Claims = map[string]string{"pad": strings.Repeat("p", lo)}
+	sess.Claims = map[string][]string{"pad": {strings.Repeat("p", lo)}}
 	plain, _ := sess.marshal()
 	sealed, _ := s.sessionCodec.Seal(s.opts.Name, plain)
 	return sess, len(sealed)
@@ -428,7 +428,7 @@ func TestChunkedSessionAtBoundaries(t *testing.T) {
 			}
 		}
 		got, _, err := s.Load(request(cookies))
-		if err != nil || got.Claims["pad"] != sess.Claims["pad"] {
+		if err != nil || got.Claims["pad"][0] != sess.Claims["pad"][0] {
 			t.Fatalf("sealed %d bytes: reassembly failed: %v", size, err)
 		}
 	}
@@ -438,7 +438,7 @@ func TestChunkMissingOrReordered(t *testing.T) {
 	c := &clock{epoch}
 	s := newStore(t, c, secretA)
 	sess := testSession(epoch)
-	sess.Claims = map[string]string{"big": strings.Repeat("x", 5000)}
+	sess.Claims = map[string][]string{"big": {strings.Repeat("x", 5000)}}
 	cookies := save(t, s, request(nil), sess)
 	if len(cookies) != 3 {
 		t.Fatalf("want 3 chunks, got %d", len(cookies))
@@ -494,7 +494,7 @@ func TestTooLarge(t *testing.T) {
 	c := &clock{epoch}
 	s := newStore(t, c, secretA)
 	sess := testSession(epoch)
-	sess.Claims = map[string]string{"huge": strings.Repeat("x", chunkSize*maxChunks)}
+	sess.Claims = map[string][]string{"huge": {strings.Repeat("x", chunkSize*maxChunks)}}
 	if err := s.Save(httptest.NewRecorder(), request(nil), sess); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("got %v, want ErrTooLarge", err)
 	}

@@ -1,0 +1,243 @@
+package flow
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/gatehouse-auth/gatehouse/internal/httpx"
+	"github.com/gatehouse-auth/gatehouse/session"
+)
+
+// ErrRefreshRejected: the provider refused the refresh token (e.g.
+// invalid_grant: revoked, expired or already used). The session is over.
+var ErrRefreshRejected = errors.New("flow: the provider rejected the refresh token")
+
+// ErrSessionExpired: the session's tokens expired and cannot be refreshed.
+var ErrSessionExpired = errors.New("flow: the session's tokens expired")
+
+// Refresh exchanges a refresh token for new tokens (RFC 6749 §6). A new
+// ID token, if the provider sends one, must name subject; userinfo, when
+// the provider has it, must too. The provider's refusal is
+// ErrRefreshRejected; trouble reaching it is ErrProviderUnavailable.
+func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (*Result, error) {
+	meta, err := c.p.Metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := c.idTokenVerifier(meta)
+	if err != nil {
+		return nil, err
+	}
+	// An expired token makes the TokenSource refresh at once.
+	src := c.oauth2Config(meta, "").TokenSource(c.withHTTPClient(ctx), &oauth2.Token{
+		RefreshToken: refreshToken,
+		Expiry:       time.Unix(1, 0),
+	})
+	tok, err := src.Token()
+	if err != nil {
+		err = exchangeError(err)
+		var ee *ExchangeError
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("%w (%d %s)", ErrRefreshRejected, ee.Status, ee.Code)
+		}
+		return nil, err
+	}
+	return c.result(ctx, meta, v, tok, tokenCheck{subject: subject})
+}
+
+// EndSessionURL returns the provider's RP-initiated logout URL (OpenID
+// Connect RP-Initiated Logout 1.0): id_token_hint when idToken is known,
+// else client_id; post_logout_redirect_uri; a fresh state. ok is false
+// when the provider has no end_session_endpoint.
+func (c *Client) EndSessionURL(ctx context.Context, idToken, postLogoutRedirect string) (u string, ok bool) {
+	meta, err := c.p.Metadata(ctx)
+	if err != nil || meta.Endpoints.EndSession == "" {
+		return "", false
+	}
+	q := url.Values{}
+	if idToken != "" {
+		q.Set("id_token_hint", idToken)
+	} else {
+		q.Set("client_id", c.opts.ClientID)
+	}
+	if postLogoutRedirect != "" {
+		q.Set("post_logout_redirect_uri", postLogoutRedirect)
+		if idToken != "" {
+			q.Set("client_id", c.opts.ClientID)
+		}
+	}
+	q.Set("state", session.NewID())
+	sep := "?"
+	if strings.Contains(meta.Endpoints.EndSession, "?") {
+		sep = "&"
+	}
+	return meta.Endpoints.EndSession + sep + q.Encode(), true
+}
+
+// Revoke asks the provider to revoke token (RFC 7009), when it has a
+// revocation endpoint. It is best effort: errors are returned for logging.
+func (c *Client) Revoke(ctx context.Context, token, hint string) error {
+	meta, err := c.p.Metadata(ctx)
+	if err != nil {
+		return err
+	}
+	if meta.Endpoints.Revocation == "" || token == "" {
+		return nil
+	}
+	form := url.Values{"token": {token}, "token_type_hint": {hint}}
+	if c.opts.ClientAuth == AuthPost {
+		form.Set("client_id", c.opts.ClientID)
+		form.Set("client_secret", c.opts.ClientSecret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, meta.Endpoints.Revocation, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if c.opts.ClientAuth == AuthBasic {
+		req.SetBasicAuth(url.QueryEscape(c.opts.ClientID), url.QueryEscape(c.opts.ClientSecret))
+	}
+	resp, err := c.p.opts.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("flow: revocation: %w", err)
+	}
+	if _, err := httpx.ReadAll(resp); err != nil {
+		return fmt.Errorf("flow: revocation: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("flow: revocation endpoint answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// Defaults of RefresherOptions.
+const (
+	DefaultRefreshBefore = time.Minute
+	// recentRefreshTTL is how long a refresh result is handed to requests
+	// that still carry the cookie from before it: the browser may have
+	// sent them before it stored the new cookie.
+	recentRefreshTTL  = 2 * time.Minute
+	recentRefreshSize = 10000
+)
+
+// RefresherOptions configures a Refresher.
+type RefresherOptions struct {
+	// Client refreshes the tokens. Required.
+	Client *Client
+	// Update builds the refreshed session from the old one and the
+	// refresh result (claims may have changed). Required.
+	Update func(old *session.Session, res *Result) (*session.Session, error)
+	// Before: tokens expiring within this are refreshed. Default 1m.
+	Before time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Refresher keeps sessions' tokens fresh. A session whose access token
+// expires within Before is refreshed before the request is served;
+// concurrent requests of one session share one refresh (refresh tokens
+// rotate: a second refresh with the old token would end the session), and
+// requests that still carry the pre-refresh cookie for a little while get
+// the same result.
+type Refresher struct {
+	opts   RefresherOptions
+	group  singleflight.Group
+	recent *lru.Cache[string, recentRefresh]
+}
+
+type recentRefresh struct {
+	sess *session.Session
+	at   time.Time
+}
+
+// NewRefresher checks opts.
+func NewRefresher(opts RefresherOptions) (*Refresher, error) {
+	if opts.Client == nil || opts.Update == nil {
+		return nil, errors.New("flow: refresher: a client and an update function are required")
+	}
+	if opts.Before == 0 {
+		opts.Before = DefaultRefreshBefore
+	}
+	if opts.Before < 0 {
+		return nil, errors.New("flow: refresher: refresh_before must not be negative")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	recent, _ := lru.New[string, recentRefresh](recentRefreshSize)
+	return &Refresher{opts: opts, recent: recent}, nil
+}
+
+// Fresh returns s, or s with refreshed tokens (updated true: save it), or
+// an error:
+//   - ErrSessionExpired: the access token expired and there is no refresh
+//     token — the session is over;
+//   - ErrRefreshRejected: the provider refused the refresh token — the
+//     session is over;
+//   - ErrProviderUnavailable: the tokens expired and the provider cannot
+//     be reached — the session is kept, but cannot be served now.
+//
+// While the access token is still valid, a provider that cannot be reached
+// does not end or block the session: it is served, and the refresh is
+// tried again on the next request.
+func (r *Refresher) Fresh(ctx context.Context, s *session.Session) (fresh *session.Session, updated bool, err error) {
+	if s.AccessExpiry == 0 {
+		return s, false, nil // the provider gave no expiry: the session lifetime rules
+	}
+	now := r.opts.Now()
+	exp := time.Unix(s.AccessExpiry, 0)
+	if now.Add(r.opts.Before).Before(exp) {
+		return s, false, nil
+	}
+	valid := now.Before(exp)
+	if s.RefreshToken == "" {
+		if valid {
+			return s, false, nil
+		}
+		return nil, false, ErrSessionExpired
+	}
+	key := refreshKey(s)
+	if rec, ok := r.recent.Get(key); ok && now.Sub(rec.at) < recentRefreshTTL {
+		return rec.sess, true, nil
+	}
+	v, err, _ := r.group.Do(key, func() (any, error) {
+		// Not bound to one request: a client that goes away must not
+		// cancel the refresh the others wait for.
+		res, err := r.opts.Client.Refresh(context.WithoutCancel(ctx), s.RefreshToken, s.Subject)
+		if err != nil {
+			return nil, err
+		}
+		next, err := r.opts.Update(s, res)
+		if err != nil {
+			return nil, err
+		}
+		r.recent.Add(key, recentRefresh{sess: next, at: r.opts.Now()})
+		return next, nil
+	})
+	switch {
+	case err == nil:
+		return v.(*session.Session), true, nil
+	case errors.Is(err, ErrProviderUnavailable) && valid:
+		return s, false, nil
+	default:
+		return nil, false, err
+	}
+}
+
+// refreshKey identifies one refresh: the session and the refresh token it
+// would spend.
+func refreshKey(s *session.Session) string {
+	sum := sha256.Sum256([]byte(s.RefreshToken))
+	return s.ID + ":" + hex.EncodeToString(sum[:16])
+}
