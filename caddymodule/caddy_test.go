@@ -96,6 +96,29 @@ func TestThroughRealCaddy(t *testing.T) {
 		}
 		respond "public {path}"
 	}
+	(gh) {
+		issuer %[1]s
+		client_id %[2]s
+		client_secret %[3]s
+		cookie_secret %[4]s
+		cookie_insecure
+	}
+	http://127.0.0.1:9084 {
+		bind 127.0.0.1
+		handle /admin/* {
+			gatehouse {
+				import gh
+				allow_groups admins
+			}
+			reverse_proxy %[5]s
+		}
+		handle {
+			gatehouse {
+				import gh
+			}
+			reverse_proxy %[5]s
+		}
+	}
 	http://127.0.0.1:9083 {
 		bind 127.0.0.1
 		gatehouse {
@@ -308,6 +331,33 @@ func TestThroughRealCaddy(t *testing.T) {
 		h, path, _ := app.last()
 		if resp.StatusCode != 200 || body != "app: user=alice" || path != "/api/orders?page=2" || h.Get("X-Forwarded-Groups") != "admins,staff" {
 			t.Fatalf("valid token: %d %q %q %v", resp.StatusCode, body, path, h)
+		}
+	})
+
+	// Per-path rules the Caddy way: two gatehouse blocks under handle
+	// matchers, one cookie, the admin area for one group only.
+	t.Run("per-path rules", func(t *testing.T) {
+		const site = "http://127.0.0.1:9084"
+		for user, adminStatus := range map[string]int{"alice": http.StatusOK, "bob": http.StatusForbidden} {
+			b := newBrowser(t)
+			resp, _ := b.get(site + "/admin/users")
+			if resp.StatusCode != http.StatusFound {
+				t.Fatalf("%s: first visit %d", user, resp.StatusCode)
+			}
+			resp, _ = b.get(b.loginAt(resp.Header.Get("Location"), user))
+			if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/admin/users" {
+				t.Fatalf("%s: callback %d %s", user, resp.StatusCode, resp.Header.Get("Location"))
+			}
+			resp, body := b.get(site + "/admin/users")
+			if resp.StatusCode != adminStatus {
+				t.Fatalf("%s on /admin/users: %d %s", user, resp.StatusCode, body)
+			}
+			if adminStatus == http.StatusForbidden && !strings.Contains(body, "signed in as "+user+"@example.com") {
+				t.Fatalf("403 page: %s", body)
+			}
+			if resp, body := b.get(site + "/reports"); resp.StatusCode != http.StatusOK || body != "app: user="+user {
+				t.Fatalf("%s on /reports: %d %q", user, resp.StatusCode, body)
+			}
 		}
 	})
 

@@ -2,12 +2,14 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,3 +209,89 @@ func contextWithServer(r *http.Request, srv *caddyhttp.Server) context.Context {
 func contextWithReplacer(r *http.Request, repl *caddy.Replacer) context.Context {
 	return context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
 }
+
+// app serves g in front of an upstream that records what it receives,
+// under httptest, for tests that walk whole logins.
+type app struct {
+	*httptest.Server
+	g    *Gatehouse
+	mu   sync.Mutex
+	seen []http.Header
+}
+
+func newApp(t testing.TB, g *Gatehouse) *app {
+	a := &app{g: g}
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		repl := caddyhttp.NewTestReplacer(r)
+		r = r.WithContext(contextWithReplacer(r, repl))
+		err := g.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			a.mu.Lock()
+			a.seen = append(a.seen, r.Header.Clone())
+			a.mu.Unlock()
+			_, _ = w.Write([]byte("hello " + r.Header.Get("X-Forwarded-User")))
+			return nil
+		}))
+		if err != nil {
+			var he caddyhttp.HandlerError
+			errors.As(err, &he)
+			w.WriteHeader(he.StatusCode)
+		}
+	}))
+	t.Cleanup(a.Close)
+	return a
+}
+
+func (a *app) last() http.Header {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.seen) == 0 {
+		return nil
+	}
+	return a.seen[len(a.seen)-1]
+}
+
+// login walks a whole login as user at a and returns the browser.
+func (a *app) login(t testing.TB, user string) *browser {
+	t.Helper()
+	b := newBrowser(t)
+	resp, _ := b.get(a.URL + "/start")
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("first visit: %d", resp.StatusCode)
+	}
+	resp, _ = b.get(b.loginAt(resp.Header.Get("Location"), user))
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("callback: %d", resp.StatusCode)
+	}
+	return b
+}
+
+// session returns the session the browser's cookies hold for a.
+func (a *app) session(t testing.TB, b *browser) *session.Session {
+	t.Helper()
+	r := httptest.NewRequest("GET", a.URL, nil)
+	u, _ := url.Parse(a.URL)
+	for _, c := range b.client.Jar.Cookies(u) {
+		r.AddCookie(c)
+	}
+	s, _, err := a.g.store.Load(r)
+	if err != nil {
+		t.Fatalf("no session in the browser: %v", err)
+	}
+	return s
+}
+
+// testClock is an injectable, advanceable clock.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func caddyDuration(d time.Duration) caddy.Duration { return caddy.Duration(d) }

@@ -562,9 +562,15 @@ func (g *Gatehouse) Validate() error {
 		name, msg, _ := strings.Cut(err.Error(), ": ")
 		bad(name, "%s", msg)
 	}
+	canonical := map[string]bool{}
 	for name, claim := range g.Headers {
 		if err := checkHeaderName(name); err != nil {
 			bad("header", "%v", err)
+		}
+		if c := http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-")); canonical[c] {
+			bad("header", "%s is given more than once", name)
+		} else {
+			canonical[c] = true
 		}
 		if claim == "" || strings.ContainsAny(claim, " \t{}") {
 			bad("header", "%s: invalid claim name %q", name, claim)
