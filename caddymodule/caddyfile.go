@@ -27,6 +27,7 @@ func init() {
 //		client_secret          <secret>
 //		client_auth            basic|post
 //		scopes                 <scope...>
+//		prompt                 <value...>
 //		path_prefix            <path>
 //		cookie_secret          <secret...>
 //		cookie_name            <name>
@@ -104,6 +105,8 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &g.ClientAuth)
 		case "scopes":
 			err = someArgs(d, &g.Scopes)
+		case "prompt":
+			err = someArgs(d, &g.Prompt)
 		case "path_prefix":
 			err = oneArg(d, &g.PathPrefix)
 		case "cookie_secret":

@@ -62,6 +62,10 @@ type Gatehouse struct {
 	// Scopes requested at login; must include "openid".
 	// Default: openid email profile.
 	Scopes []string `json:"scopes,omitempty"`
+	// Prompt values sent at login (none, login, consent, select_account).
+	// Providers such as oidc-provider and Google issue refresh tokens for
+	// offline_access only with "consent". Default: none sent.
+	Prompt []string `json:"prompt,omitempty"`
 
 	// PathPrefix is where gatehouse's own endpoints live: PathPrefix +
 	// "/callback". Default: "/oauth2".
@@ -335,6 +339,7 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 		ClientSecret: g.ClientSecret,
 		ClientAuth:   clientAuth,
 		Scopes:       g.Scopes,
+		Prompt:       strings.Join(g.Prompt, " "),
 		Now:          g.now,
 	})
 	if err != nil {
@@ -398,6 +403,7 @@ func (g *Gatehouse) resolvePlaceholders() error {
 		one("client_secret", &g.ClientSecret),
 		one("client_auth", &g.ClientAuth),
 		many("scopes", g.Scopes),
+		many("prompt", g.Prompt),
 		one("path_prefix", &g.PathPrefix),
 		many("cookie_secret", g.CookieSecrets),
 		one("cookie_name", &g.CookieName),
@@ -492,6 +498,9 @@ func (g *Gatehouse) Validate() error {
 	}
 	if len(g.Scopes) > 0 && !slices.Contains(g.Scopes, "openid") {
 		bad("scopes", `must include "openid"`)
+	}
+	if err := flow.CheckPrompt(strings.Join(g.Prompt, " ")); err != nil {
+		bad("prompt", "%v", strings.TrimPrefix(err.Error(), "flow: "))
 	}
 	if p := g.PathPrefix; p != "" && (!strings.HasPrefix(p, "/") || p == "/" || path.Clean(p) != p || strings.ContainsAny(p, "?#%*{} ")) {
 		bad("path_prefix", "must be a clean absolute path like /oauth2, not %q", p)

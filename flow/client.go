@@ -50,6 +50,11 @@ type Options struct {
 	ClientAuth ClientAuth
 	// Scopes requested; must include "openid". Default DefaultScopes.
 	Scopes []string
+	// Prompt is sent as the `prompt` parameter: space-separated values of
+	// none, login, consent, select_account. Default: not sent. (OpenID
+	// Connect Core §11: offline_access needs "consent" at providers that
+	// follow it to the letter, such as oidc-provider and Google.)
+	Prompt string
 	// IDTokenAlgorithms allowed for ID tokens. Default: what discovery
 	// advertises, intersected with verify.AsymmetricAlgorithms (RS256 when
 	// nothing is advertised).
@@ -90,6 +95,9 @@ func New(opts Options) (*Client, error) {
 	if err := checkAlgorithms(opts.IDTokenAlgorithms); err != nil {
 		return nil, err
 	}
+	if err := CheckPrompt(opts.Prompt); err != nil {
+		return nil, err
+	}
 	if opts.ClockSkew == 0 {
 		opts.ClockSkew = DefaultClockSkew
 	}
@@ -98,6 +106,24 @@ func New(opts Options) (*Client, error) {
 	}
 	opts.Scopes = slices.Clone(opts.Scopes)
 	return &Client{opts: opts, p: opts.Provider}, nil
+}
+
+// CheckPrompt accepts a `prompt` value: space-separated values of none,
+// login, consent and select_account, with none alone.
+func CheckPrompt(prompt string) error {
+	values := strings.Fields(prompt)
+	for _, v := range values {
+		switch v {
+		case "login", "consent", "select_account":
+		case "none":
+			if len(values) > 1 {
+				return errors.New("flow: prompt none cannot be combined with other values")
+			}
+		default:
+			return fmt.Errorf("flow: unknown prompt value %q (want none, login, consent or select_account)", v)
+		}
+	}
+	return nil
 }
 
 // Provider returns the client's provider.
@@ -174,10 +200,14 @@ func (c *Client) StartLogin(ctx context.Context, redirectURL, returnTo string) (
 		ReturnTo: returnTo,
 		Created:  c.opts.Now().Unix(),
 	}
-	authURL = c.oauth2Config(meta, redirectURL).AuthCodeURL(login.State,
+	params := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(login.Verifier),
 		oauth2.SetAuthURLParam("nonce", login.Nonce),
-	)
+	}
+	if c.opts.Prompt != "" {
+		params = append(params, oauth2.SetAuthURLParam("prompt", c.opts.Prompt))
+	}
+	authURL = c.oauth2Config(meta, redirectURL).AuthCodeURL(login.State, params...)
 	return authURL, login, nil
 }
 

@@ -570,7 +570,7 @@ func TestFinishLoginTokenEndpointTrouble(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newScripted(t)
-			c := newClient(t, p, func(o *ProviderOptions, _ *Options) { o.HTTPClient = httpx.NewClient(nil, 300*time.Millisecond, 0) })
+			c := newClient(t, p, func(o *ProviderOptions, _ *Options) { o.HTTPClient = httpx.NewClient(nil, 2*time.Second, 0) })
 			l, _ := login(t, c, p)
 			p.set(func(p *scripted) { p.token = tc.handler })
 			res, err := c.FinishLogin(context.Background(), redirectURL, callback(l, p.URL), l)
@@ -721,5 +721,26 @@ func TestDiscoveredAlgorithmsAreIntersected(t *testing.T) {
 	_, err := c.FinishLogin(context.Background(), redirectURL, callback(l, p.URL), l)
 	if !errors.Is(err, ErrIDToken) || !errors.Is(err, verify.ErrAlgorithm) {
 		t.Fatalf("ES256 ID token although the provider advertised RS256 only: %v", err)
+	}
+}
+
+func TestPrompt(t *testing.T) {
+	p := newScripted(t)
+	c := newClient(t, p, func(_ *ProviderOptions, o *Options) { o.Prompt = "consent" })
+	_, q := login(t, c, p)
+	if q.Get("prompt") != "consent" {
+		t.Fatalf("prompt = %q", q.Get("prompt"))
+	}
+	_, q = login(t, newClient(t, p), p)
+	if q.Has("prompt") {
+		t.Fatal("prompt sent although not configured")
+	}
+	for _, bad := range []string{"always", "none login", "consent,login"} {
+		if CheckPrompt(bad) == nil {
+			t.Errorf("prompt %q accepted", bad)
+		}
+	}
+	if CheckPrompt("login consent") != nil || CheckPrompt("none") != nil {
+		t.Error("valid prompt refused")
 	}
 }
