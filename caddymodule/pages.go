@@ -30,7 +30,7 @@ func fail(w http.ResponseWriter, r *http.Request, p problem, cause error) error 
 	}
 	if isNavigation(r) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(p.status)
 		_, _ = w.Write([]byte(htmlPage(p)))

@@ -36,13 +36,15 @@ var env *environment
 type environment struct {
 	root, tmp string
 
-	op, opES *process // oidc-provider, RS256 and ES256
-	opURL    string   // http://localhost:port
-	opESURL  string
-	caddy    *process
-	app      string // https://127.0.0.1:port, gatehouse + login (RS256 provider)
-	appES    string // https://127.0.0.1:port, gatehouse + login (ES256 provider, client_secret_post)
-	api      string // https://127.0.0.1:port, gatehouse bearer only
+	op, opES, opShort *process // oidc-provider: RS256, ES256, RS256 with 20-second access tokens
+	opURL             string   // http://localhost:port
+	opESURL           string
+	opShortURL        string
+	caddy             *process
+	app               string // https://127.0.0.1:port, gatehouse + login (RS256 provider); /admin/* for admins only
+	appES             string // https://127.0.0.1:port, gatehouse + login (ES256 provider, client_secret_post)
+	appShort          string // https://127.0.0.1:port, gatehouse with refresh tokens (20-second access tokens)
+	api               string // https://127.0.0.1:port, gatehouse bearer only
 	upstream *recorder
 
 	browser context.Context // the browser; tests open their own contexts in it
@@ -88,24 +90,34 @@ func setUp() error {
 		return fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
 	}
 
-	ports, err := freePorts(6)
+	ports, err := freePorts(8)
 	if err != nil {
 		return err
 	}
-	opPort, opESPort, appPort, appESPort, apiPort, httpPort := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
-	env.opURL = fmt.Sprintf("http://localhost:%d", opPort)
-	env.opESURL = fmt.Sprintf("http://localhost:%d", opESPort)
-	env.app = fmt.Sprintf("https://127.0.0.1:%d", appPort)
-	env.appES = fmt.Sprintf("https://127.0.0.1:%d", appESPort)
-	env.api = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+	port := func(i int) int { return ports[i] }
+	env.opURL = fmt.Sprintf("http://localhost:%d", port(0))
+	env.opESURL = fmt.Sprintf("http://localhost:%d", port(1))
+	env.opShortURL = fmt.Sprintf("http://localhost:%d", port(2))
+	env.app = fmt.Sprintf("https://127.0.0.1:%d", port(3))
+	env.appES = fmt.Sprintf("https://127.0.0.1:%d", port(4))
+	env.appShort = fmt.Sprintf("https://127.0.0.1:%d", port(5))
+	env.api = fmt.Sprintf("https://127.0.0.1:%d", port(6))
+	httpPort := port(7)
 
 	upstream := httptest.NewServer(env.upstream)
-	logoutURIs := env.app + "/ " + env.appES + "/"
-	if env.op, err = startProvider(root, tmp, opPort, env.opURL, "RS256", env.app+"/oauth2/callback", logoutURIs); err != nil {
-		return err
-	}
-	if env.opES, err = startProvider(root, tmp, opESPort, env.opESURL, "ES256", env.appES+"/oauth2/callback", logoutURIs); err != nil {
-		return err
+	for _, op := range []struct {
+		proc          **process
+		url, alg, app string
+		port          int
+		accessTTL     string
+	}{
+		{&env.op, env.opURL, "RS256", env.app, port(0), "3600"},
+		{&env.opES, env.opESURL, "ES256", env.appES, port(1), "3600"},
+		{&env.opShort, env.opShortURL, "RS256", env.appShort, port(2), "20"},
+	} {
+		if *op.proc, err = startProvider(root, tmp, op.port, op.url, op.alg, op.app+"/oauth2/callback", op.app+"/", op.accessTTL); err != nil {
+			return err
+		}
 	}
 
 	cookieSecret := make([]byte, 32)
@@ -128,20 +140,46 @@ func setUp() error {
 	}
 }
 
+(login) {
+	issuer %[4]s
+	client_id gatehouse-basic
+	client_secret %[5]s
+	cookie_secret %[6]s
+	scopes openid email profile groups
+}
+
 %[3]s {
 	bind 127.0.0.1
 	tls internal
 	import public
-	handle {
+	handle /admin/* {
 		gatehouse {
-			issuer %[4]s
-			client_id gatehouse-basic
-			client_secret %[5]s
-			cookie_secret %[6]s
-			scopes openid email profile groups offline_access
+			import login
+			allow_groups admins
 		}
 		reverse_proxy %[7]s
 	}
+	handle {
+		gatehouse {
+			import login
+		}
+		reverse_proxy %[7]s
+	}
+}
+
+%[11]s {
+	bind 127.0.0.1
+	tls internal
+	gatehouse {
+		issuer %[12]s
+		client_id gatehouse-basic
+		client_secret %[5]s
+		cookie_secret %[6]s
+		scopes openid email profile groups offline_access
+		prompt consent
+		refresh_before 5s
+	}
+	reverse_proxy %[7]s
 }
 
 %[8]s {
@@ -175,7 +213,7 @@ func setUp() error {
 	}
 }
 `, httpPort, filepath.Join(tmp, "caddy-data"), env.app, env.opURL, clientSecret, hex.EncodeToString(cookieSecret),
-		strings.TrimPrefix(upstream.URL, "http://"), env.appES, env.opESURL, env.api)
+		strings.TrimPrefix(upstream.URL, "http://"), env.appES, env.opESURL, env.api, env.appShort, env.opShortURL)
 	cfPath := filepath.Join(tmp, "Caddyfile")
 	if err := os.WriteFile(cfPath, []byte(caddyfile), 0o600); err != nil {
 		return err
@@ -184,7 +222,7 @@ func setUp() error {
 	if err != nil {
 		return err
 	}
-	for _, site := range []string{env.app, env.appES, env.api} {
+	for _, site := range []string{env.app, env.appES, env.appShort, env.api} {
 		if err := waitHTTPS(site, 30*time.Second); err != nil {
 			return fmt.Errorf("caddy did not serve %s: %v\n%s", site, err, env.caddy.tail())
 		}
@@ -216,7 +254,7 @@ func (e *environment) tearDown(failed bool) {
 	if e.browser != nil {
 		_ = chromedp.Cancel(e.browser)
 	}
-	for _, p := range []*process{e.caddy, e.op, e.opES} {
+	for _, p := range []*process{e.caddy, e.op, e.opES, e.opShort} {
 		if p == nil {
 			continue
 		}
@@ -264,8 +302,9 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func startProvider(root, tmp string, port int, issuer, alg, redirectURIs, logoutURIs string) (*process, error) {
-	p, err := startProcess(tmp, "oidc-provider "+alg, "node", []string{"provider.mjs"}, []string{
+func startProvider(root, tmp string, port int, issuer, alg, redirectURIs, logoutURIs, accessTTL string) (*process, error) {
+	p, err := startProcess(tmp, "oidc-provider "+issuer, "node", []string{"provider.mjs"}, []string{
+		"E2E_AT_TTL=" + accessTTL,
 		"E2E_ISSUER=" + issuer,
 		fmt.Sprintf("E2E_PORT=%d", port),
 		"E2E_ALG=" + alg,
