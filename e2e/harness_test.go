@@ -45,7 +45,7 @@ type environment struct {
 	appES             string // https://127.0.0.1:port, gatehouse + login (ES256 provider, client_secret_post)
 	appShort          string // https://127.0.0.1:port, gatehouse with refresh tokens (20-second access tokens)
 	api               string // https://127.0.0.1:port, gatehouse bearer only
-	upstream *recorder
+	upstream          *recorder
 
 	browser context.Context // the browser; tests open their own contexts in it
 }
