@@ -35,6 +35,7 @@ func init() {
 //		cookie_samesite        lax|strict|none
 //		cookie_insecure
 //		session_lifetime       <duration>
+//		session_cache_size     <entries>
 //		user_claim             <claim>
 //		email_claim            <claim>
 //		groups_claim           <claim>
@@ -130,6 +131,13 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("gatehouse: session_lifetime: %v", err)
 				}
 				g.SessionLifetime = dur
+			}
+		case "session_cache_size":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if g.SessionCacheSize, err = strconv.Atoi(v); err != nil {
+					return d.Errf("gatehouse: session_cache_size: %q is not a number", v)
+				}
 			}
 		case "user_claim":
 			err = oneArg(d, &g.UserClaim)

@@ -74,7 +74,8 @@ type identity struct {
 	groups                                        []string
 	claims                                        map[string][]string // the claims the config maps or checks
 	accessToken                                   string
-	fromSession                                   bool // a cookie session (not a bearer token)
+	fromSession                                   bool   // a cookie session (not a bearer token)
+	groupsJoined                                  string // groups, comma-separated (set by setIdentity)
 }
 
 func sessionIdentity(s *session.Session) identity {
@@ -111,40 +112,67 @@ func (g *Gatehouse) claimsIdentity(c *verify.Claims, token string) identity {
 	return id
 }
 
-// set hands the identity to the next handlers: identity headers (only
-// those with a value), the mapped `header`s, the access token when asked,
-// and the placeholders Caddy's own authentication handler sets,
-// {http.auth.user.id} and {http.auth.user.<claim>}.
+// setIdentity hands the identity to the next handlers: identity headers
+// (only those with a value), the mapped `header`s, the access token when
+// asked, and the placeholders Caddy's own authentication handler sets,
+// {http.auth.user.id} and {http.auth.user.<claim>} — resolved on use by
+// one provider rather than stored one by one.
 func (g *Gatehouse) setIdentity(r *http.Request, repl *caddy.Replacer, id *identity) {
-	groups := strings.Join(id.groups, ",")
-	setHeader(r.Header, headerUser, id.user)
-	setHeader(r.Header, headerEmail, id.email)
-	setHeader(r.Header, headerPreferredUsername, id.preferredUsername)
-	setHeader(r.Header, headerGroups, groups)
+	id.groupsJoined = strings.Join(id.groups, ",")
+	// One backing array for the header values; each slice is capped at
+	// its length, so a later append copies instead of writing into it.
+	vals := make([]string, 0, 6+len(g.headerMap))
+	set := func(name, value string) {
+		if value != "" {
+			vals = append(vals, value)
+			n := len(vals)
+			r.Header[name] = vals[n-1 : n : n]
+		}
+	}
+	set(headerUser, id.user)
+	set(headerEmail, id.email)
+	set(headerPreferredUsername, id.preferredUsername)
+	set(headerGroups, id.groupsJoined)
 	if g.PassAccessToken {
-		setHeader(r.Header, headerAccessToken, id.accessToken)
+		set(headerAccessToken, id.accessToken)
 	}
 	if g.PassAuthorization && id.accessToken != "" {
-		r.Header["Authorization"] = []string{"Bearer " + id.accessToken}
+		set("Authorization", "Bearer "+id.accessToken)
 	}
-
-	repl.Set("http.auth.user.id", id.user)
-	repl.Set("http.auth.user.sub", id.subject)
-	repl.Set("http.auth.user.email", id.email)
-	repl.Set("http.auth.user.preferred_username", id.preferredUsername)
-	repl.Set("http.auth.user.name", id.name)
-	repl.Set("http.auth.user.groups", groups)
 	for _, m := range g.headerMap {
-		v := strings.Join(id.claims[m.claim], ",")
-		setHeader(r.Header, m.header, v)
-		repl.Set("http.auth.user."+m.claim, v)
+		set(m.header, strings.Join(id.claims[m.claim], ","))
 	}
+	repl.Map(func(key string) (any, bool) {
+		name, ok := strings.CutPrefix(key, "http.auth.user.")
+		if !ok {
+			return nil, false
+		}
+		return g.placeholder(id, name)
+	})
 }
 
-func setHeader(h http.Header, name, value string) {
-	if value != "" {
-		h[name] = []string{value}
+// placeholder is the value of {http.auth.user.<name>}.
+func (g *Gatehouse) placeholder(id *identity, name string) (any, bool) {
+	switch name {
+	case "id":
+		return id.user, true
+	case "sub":
+		return id.subject, true
+	case "email":
+		return id.email, true
+	case "preferred_username":
+		return id.preferredUsername, true
+	case "name":
+		return id.name, true
+	case "groups":
+		return id.groupsJoined, true
 	}
+	for _, m := range g.headerMap {
+		if m.claim == name {
+			return strings.Join(id.claims[name], ","), true
+		}
+	}
+	return nil, false
 }
 
 // headerMapping is one `header NAME CLAIM`.

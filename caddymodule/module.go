@@ -88,6 +88,9 @@ type Gatehouse struct {
 	// SessionLifetime is the absolute session lifetime since login.
 	// Default: 168h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+	// SessionCacheSize bounds the decoded-session cache (entries of a few
+	// KB each); 0 selects 4096, -1 turns it off.
+	SessionCacheSize int `json:"session_cache_size,omitempty"`
 
 	// UserClaim names the claim that identifies the user upstream
 	// (X-Forwarded-User, {http.auth.user.id}). Default: "sub".
@@ -318,13 +321,14 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 		secrets[i] = []byte(s)
 	}
 	g.store, err = session.NewCookieStore(session.Options{
-		Name:     g.CookieName,
-		Domain:   g.CookieDomain,
-		SameSite: sameSite(g.CookieSameSite),
-		Insecure: g.CookieInsecure,
-		Lifetime: time.Duration(g.SessionLifetime),
-		Secrets:  secrets,
-		Now:      g.now,
+		Name:      g.CookieName,
+		Domain:    g.CookieDomain,
+		SameSite:  sameSite(g.CookieSameSite),
+		Insecure:  g.CookieInsecure,
+		Lifetime:  time.Duration(g.SessionLifetime),
+		Secrets:   secrets,
+		Now:       g.now,
+		CacheSize: g.SessionCacheSize,
 	})
 	if err != nil {
 		return fmt.Errorf("gatehouse: cookies: %w", err)
@@ -535,6 +539,9 @@ func (g *Gatehouse) Validate() error {
 	}
 	if strings.HasPrefix(g.CookieName, "__Host-") && g.CookieDomain != "" {
 		bad("cookie_domain", "cannot be used with a __Host- cookie_name")
+	}
+	if g.SessionCacheSize < -1 {
+		bad("session_cache_size", "must be a number of entries, 0 for the default or -1 for none")
 	}
 	if g.SessionLifetime != 0 && time.Duration(g.SessionLifetime) < time.Minute {
 		bad("session_lifetime", "must be at least 1m")

@@ -5,11 +5,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Defaults and limits of the cookie store.
@@ -57,7 +60,14 @@ type Options struct {
 	Secrets [][]byte
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// CacheSize bounds the decoded-session cache: a cookie seen before is
+	// not unsealed again (entries hold the sealed value, a few KB). 0
+	// selects DefaultCacheSize; negative disables the cache.
+	CacheSize int
 }
+
+// DefaultCacheSize is the default number of decoded sessions kept.
+const DefaultCacheSize = 4096
 
 // CookieStore keeps sessions in sealed, chunked cookies and logins in
 // sealed per-login cookies. It holds no per-user state, so any number of
@@ -68,6 +78,18 @@ type CookieStore struct {
 	loginCodec   *Codec
 	chunkPrefix  string // Name + "_"
 	loginPrefix  string // Name + "_login_"
+
+	cache *lru.Cache[uint64, decoded] // nil: no cache
+	seed  maphash.Seed
+}
+
+// decoded is a cached Load result. sealed is kept to compare in full: only
+// the very same cookie bytes hit, so a tampered cookie never does.
+type decoded struct {
+	sealed string
+	sess   *Session
+	rotate bool
+	until  time.Time
 }
 
 // NewCookieStore checks opts and derives the cookie keys.
@@ -110,6 +132,14 @@ func NewCookieStore(opts Options) (*CookieStore, error) {
 		chunkPrefix: opts.Name + "_",
 		loginPrefix: opts.Name + "_login_",
 	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	if opts.CacheSize > 0 {
+		s.cache, _ = lru.New[uint64, decoded](opts.CacheSize)
+		s.seed = maphash.MakeSeed()
+	}
+	s.opts = opts
 	var err error
 	if s.sessionCodec, err = NewCodec("session", opts.Secrets, chunkSize*maxChunks); err != nil {
 		return nil, err
@@ -126,7 +156,9 @@ func (s *CookieStore) Lifetime() time.Duration { return s.opts.Lifetime }
 // Load reads, reassembles and unseals the session cookie(s) of r. Any
 // reason the cookies are unusable is ErrNoSession (or an error wrapping
 // it). rotate reports that the session was sealed with an older secret and
-// should be saved again.
+// should be saved again. A cookie decoded before is answered from the
+// cache until the session's lifetime ends; the returned session may be
+// shared, so callers must not modify it.
 func (s *CookieStore) Load(r *http.Request) (sess *Session, rotate bool, err error) {
 	var chunks [maxChunks]string
 	var found [maxChunks]bool
@@ -142,7 +174,25 @@ func (s *CookieStore) Load(r *http.Request) (sess *Session, rotate bool, err err
 	for n < maxChunks && found[n] {
 		n++
 	}
-	sealed := joinChunks(chunks[:n])
+	parts := chunks[:n]
+	now := s.opts.Now()
+	var key uint64
+	if s.cache != nil {
+		// Hash and compare the chunks in place: no join on a cache hit.
+		var h maphash.Hash
+		h.SetSeed(s.seed)
+		for _, c := range parts {
+			h.WriteString(c)
+		}
+		key = h.Sum64()
+		if e, ok := s.cache.Get(key); ok && equalJoined(e.sealed, parts) {
+			if now.Before(e.until) {
+				return e.sess, e.rotate, nil
+			}
+			s.cache.Remove(key)
+		}
+	}
+	sealed := joinChunks(parts)
 	plain, keyIndex, err := s.sessionCodec.Unseal(s.opts.Name, sealed)
 	if err != nil {
 		return nil, false, err
@@ -151,8 +201,11 @@ func (s *CookieStore) Load(r *http.Request) (sess *Session, rotate bool, err err
 	if err != nil {
 		return nil, false, err
 	}
-	if err := sess.CheckLifetime(s.opts.Now(), s.opts.Lifetime); err != nil {
+	if err := sess.CheckLifetime(now, s.opts.Lifetime); err != nil {
 		return nil, false, err
+	}
+	if s.cache != nil {
+		s.cache.Add(key, decoded{sealed: sealed, sess: sess, rotate: keyIndex > 0, until: sess.ExpiresAt(s.opts.Lifetime)})
 	}
 	return sess, keyIndex > 0, nil
 }
@@ -467,6 +520,17 @@ func splitChunks(sealed string, size int) []string {
 		chunks = append(chunks, sealed)
 	}
 	return chunks
+}
+
+// equalJoined reports whether s equals the concatenation of parts.
+func equalJoined(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.HasPrefix(s, p) {
+			return false
+		}
+		s = s[len(p):]
+	}
+	return s == ""
 }
 
 // joinChunks is the inverse of splitChunks.

@@ -678,3 +678,65 @@ func TestSessionLogValueRedacts(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodedSessionCache(t *testing.T) {
+	c := &clock{epoch}
+	s := newStore(t, c, secretA)
+	cookies := save(t, s, request(nil), testSession(epoch))
+	first, _, err := s.Load(request(cookies))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _, err := s.Load(request(cookies))
+	if err != nil || second != first {
+		t.Fatalf("the second Load did not come from the cache: %v", err)
+	}
+	if s.cache.Len() != 1 {
+		t.Fatalf("%d cache entries", s.cache.Len())
+	}
+
+	// A tampered cookie never hits, even right after the real one.
+	v := []byte(cookies[0].Value)
+	v[len(v)/2] = flipBase64(v[len(v)/2])
+	if sess, _, err := s.Load(request([]*http.Cookie{{Name: "_gatehouse", Value: string(v)}})); err == nil && sess == first {
+		t.Fatal("a tampered cookie was served from the cache")
+	}
+
+	// Never past the session's lifetime.
+	c.t = epoch.Add(time.Hour)
+	if _, _, err := s.Load(request(cookies)); !errors.Is(err, ErrExpired) {
+		t.Fatalf("served from the cache after the lifetime: %v", err)
+	}
+
+	// The rotation flag comes back with a cached session too.
+	c.t = epoch
+	old := newStore(t, c, secretB)
+	oldCookies := save(t, old, request(nil), testSession(epoch))
+	rotated := newStore(t, c, secretA, secretB)
+	for range 2 {
+		if _, rotate, err := rotated.Load(request(oldCookies)); err != nil || !rotate {
+			t.Fatalf("rotate = %v, err = %v", rotate, err)
+		}
+	}
+
+	// Disabled.
+	off, _ := NewCookieStore(Options{Secrets: [][]byte{secretA}, Now: c.now, Lifetime: time.Hour, CacheSize: -1})
+	a, _, _ := off.Load(request(cookies))
+	b, _, _ := off.Load(request(cookies))
+	if a == b || off.cache != nil {
+		t.Fatal("the cache is on although disabled")
+	}
+}
+
+func TestDecodedSessionCacheIsBounded(t *testing.T) {
+	c := &clock{epoch}
+	s, _ := NewCookieStore(Options{Secrets: [][]byte{secretA}, Now: c.now, Lifetime: time.Hour, CacheSize: 8})
+	for range 50 {
+		if _, _, err := s.Load(request(save(t, s, request(nil), testSession(epoch)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.cache.Len() != 8 {
+		t.Fatalf("%d entries in a cache of 8", s.cache.Len())
+	}
+}

@@ -59,16 +59,19 @@ func hasBearer(values []string) bool {
 	return false
 }
 
+// token68Chars marks the bytes of RFC 7235's token68 before its padding.
+var token68Chars = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/") {
+		t[c] = true
+	}
+	return t
+}()
+
 // isToken68 checks RFC 7235's token68: 1*( ALPHA / DIGIT / "-" / "." / "_"
 // / "~" / "+" / "/" ) *"=".
 func isToken68(s string) bool {
 	i := 0
-	for ; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
-			break
-		}
+	for ; i < len(s) && token68Chars[s[i]]; i++ {
 	}
 	if i == 0 {
 		return false

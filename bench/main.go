@@ -1,0 +1,682 @@
+// Command bench is gatehouse's load benchmark: one Caddy binary (this
+// repository's cmd/caddy) serves a bare reverse_proxy site and
+// gatehouse-protected sites in front of the same small upstream, and wrk
+// loads each path in turn, alternating with the bare site (A B A B …), so
+// every figure is a ratio measured in the same run on the same machine.
+//
+//	make bench        # or: go run ./bench
+//
+// It installs wrk from Debian when missing, starts devidp (in process) as
+// the provider, walks real logins for the session cookies and mints real
+// access tokens for the bearer paths. Everything listens on 127.0.0.1.
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/devidp"
+)
+
+var (
+	duration     = flag.Duration("duration", 5*time.Second, "length of each wrk run")
+	rounds       = flag.Int("rounds", 3, "A/B rounds per path")
+	connections  = flag.Int("connections", 50, "wrk connections")
+	threads      = flag.Int("threads", 2, "wrk threads")
+	missTokens   = flag.Int("miss-tokens", 20000, "distinct RS256 tokens cycled through in the cache-miss run (more than cache_size, so every request misses)")
+	memoryTokens = flag.Int("memory-tokens", 1000000, "distinct valid tokens sent in the memory phase (0 skips it)")
+	only         = flag.String("only", "", "run only the paths whose name contains this")
+)
+
+const (
+	audience     = "api://bench"
+	clientID     = "bench"
+	clientSecret = "bench-client-secret-0123456789"
+	cacheSize    = 10000
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type env struct {
+	tmp               string
+	upstream          *httptest.Server
+	idp, idpES        *devidp.Provider
+	caddy             *exec.Cmd
+	bare, gate, gateE string // http://127.0.0.1:port
+}
+
+func run() error {
+	if err := ensureWrk(); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "gatehouse-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	e := &env{tmp: tmp}
+	defer e.stop()
+
+	fmt.Printf("gatehouse load benchmark — %s, %d CPUs, %s\n", time.Now().Format("2006-01-02"), runtime.NumCPU(), cpuModel())
+	fmt.Printf("wrk -t%d -c%d -d%s, %d rounds of bare/gatehouse per path\n\n", *threads, *connections, *duration, *rounds)
+
+	if err := e.start(); err != nil {
+		return err
+	}
+	session1, err := e.login("alice")
+	if err != nil {
+		return err
+	}
+	session3, err := e.login("big")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("session cookies: %d chunk(s) for alice, %d for big\n", strings.Count(session1, "_gatehouse"), strings.Count(session3, "_gatehouse"))
+	repeated, err := e.idp.MintAccessToken("alice", []string{audience}, nil, time.Hour)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("minting %d distinct RS256 tokens for the cache-miss run…\n", *missTokens)
+	missFile, err := e.mintToFile(e.idp, *missTokens)
+	if err != nil {
+		return err
+	}
+
+	paths := []path{
+		{name: "session cookie, 1 chunk", target: 0.90, headers: map[string]string{"Cookie": session1}},
+		{name: "session cookie, 3 chunks", target: 0.85, headers: map[string]string{"Cookie": session3}},
+		{name: "bearer JWT, repeated (cache hit)", target: 0.90, headers: map[string]string{"Authorization": "Bearer " + repeated}},
+		{name: "bearer JWT, new each request (miss, RS256)", target: 0.50, tokens: missFile},
+		{name: "unauthenticated browser (302 + login cookie)", target: 1.0, headers: map[string]string{"Accept": "text/html"}, status: 302},
+	}
+	var results []result
+	for _, p := range paths {
+		if *only != "" && !strings.Contains(p.name, *only) {
+			continue
+		}
+		r, err := e.measure(p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		results = append(results, r)
+	}
+	printTable(results)
+
+	if *memoryTokens > 0 && *only == "" {
+		if err := e.memory(*memoryTokens); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ensureWrk() error {
+	if _, err := exec.LookPath("wrk"); err == nil {
+		return nil
+	}
+	fmt.Println("installing wrk from Debian…")
+	sudo := []string{}
+	if os.Geteuid() != 0 {
+		sudo = []string{"sudo"}
+	}
+	for _, args := range [][]string{{"apt-get", "update", "-qq"}, {"apt-get", "install", "-y", "-qq", "wrk"}} {
+		cmd := exec.Command(append(sudo, args...)[0], append(sudo, args...)[1:]...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("installing wrk: %v\n%s", err, out)
+		}
+	}
+	return nil
+}
+
+func (e *env) start() error {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	caddyBin := filepath.Join(e.tmp, "caddy")
+	build := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
+	}
+
+	e.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	}))
+	groups := make([]string, 40)
+	for i := range groups {
+		groups[i] = fmt.Sprintf("department-%03d-engineering-group", i)
+	}
+	users := []devidp.User{
+		{Subject: "alice", Email: "alice@example.com", Name: "Alice", PreferredUsername: "alice", Groups: []string{"admins", "staff"}},
+		{Subject: "big", Email: "big@example.com", Name: "Big Groups", PreferredUsername: "big", Groups: groups},
+	}
+	if e.idp, err = startIDP("RS256", users); err != nil {
+		return err
+	}
+	if e.idpES, err = startIDP("ES256", users); err != nil {
+		return err
+	}
+
+	ports, err := freePorts(4)
+	if err != nil {
+		return err
+	}
+	e.bare = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	e.gate = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	e.gateE = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	upstream := strings.TrimPrefix(e.upstream.URL, "http://")
+	caddyfile := fmt.Sprintf(`{
+	admin 127.0.0.1:2019
+	persist_config off
+	http_port %d
+	auto_https off
+	log {
+		level WARN
+	}
+}
+%s {
+	bind 127.0.0.1
+	reverse_proxy %s
+}
+%s {
+	bind 127.0.0.1
+	gatehouse {
+		issuer %s
+		client_id %s
+		client_secret %s
+		cookie_secret %s
+		cookie_insecure
+		bearer {
+			audience %s
+			cache_size %d
+		}
+	}
+	reverse_proxy %s
+}
+%s {
+	bind 127.0.0.1
+	gatehouse {
+		issuer %s
+		bearer {
+			audience %s
+			cache_size %d
+			only
+		}
+	}
+	reverse_proxy %s
+}
+`, ports[3], e.bare, upstream, e.gate, e.idp.Issuer(), clientID, clientSecret, hex.EncodeToString(secret), audience, cacheSize, upstream,
+		e.gateE, e.idpES.Issuer(), audience, cacheSize, upstream)
+	cf := filepath.Join(e.tmp, "Caddyfile")
+	if err := os.WriteFile(cf, []byte(caddyfile), 0o600); err != nil {
+		return err
+	}
+	e.caddy = exec.Command(caddyBin, "run", "--config", cf, "--adapter", "caddyfile")
+	e.caddy.Stdout, e.caddy.Stderr = io.Discard, os.Stderr
+	e.caddy.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(runtime.NumCPU()))
+	if err := e.caddy.Start(); err != nil {
+		return err
+	}
+	for _, site := range []string{e.bare, e.gate, e.gateE} {
+		if err := waitUp(site); err != nil {
+			return fmt.Errorf("caddy did not start serving %s: %w", site, err)
+		}
+	}
+	return nil
+}
+
+func (e *env) stop() {
+	if e.caddy != nil && e.caddy.Process != nil {
+		_ = e.caddy.Process.Kill()
+		_, _ = e.caddy.Process.Wait()
+	}
+	if e.upstream != nil {
+		e.upstream.Close()
+	}
+}
+
+func startIDP(alg string, users []devidp.User) (*devidp.Provider, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p, err := devidp.New(devidp.Config{
+		Issuer:    "http://" + l.Addr().String(),
+		Clients:   []devidp.Client{{ID: clientID, Secret: clientSecret, Audience: audience}},
+		Users:     users,
+		Algorithm: alg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	go http.Serve(l, p)
+	return p, nil
+}
+
+// login walks a real login as user and returns the Cookie header value
+// that carries the session.
+func (e *env) login(user string) (string, error) {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(u string) (*http.Response, string, error) {
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("Accept", "text/html")
+		resp, err := c.Do(req)
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b), nil
+	}
+	resp, _, err := get(e.gate + "/")
+	if err != nil {
+		return "", err
+	}
+	authorize := resp.Header.Get("Location")
+	_, page, err := get(authorize)
+	if err != nil {
+		return "", err
+	}
+	form := url.Values{}
+	for _, m := range regexp.MustCompile(`name="([^"]+)" value="([^"]*)"`).FindAllStringSubmatch(page, -1) {
+		if m[1] != "user" && m[1] != "action" {
+			form.Set(m[1], strings.NewReplacer("&amp;", "&", "&#43;", "+", "&#34;", `"`).Replace(m[2]))
+		}
+	}
+	form.Set("user", user)
+	u, _ := url.Parse(authorize)
+	u.RawQuery = ""
+	resp, err = c.PostForm(u.String(), form)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if resp, _, err = get(resp.Header.Get("Location")); err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusFound {
+		return "", fmt.Errorf("login as %s: callback answered %d", user, resp.StatusCode)
+	}
+	site, _ := url.Parse(e.gate)
+	var parts []string
+	for _, ck := range jar.Cookies(site) {
+		parts = append(parts, ck.Name+"="+ck.Value)
+	}
+	if len(parts) == 0 {
+		return "", fmt.Errorf("login as %s: no session cookie", user)
+	}
+	return strings.Join(parts, "; "), nil
+}
+
+// mintToFile mints n distinct access tokens with p, one per line.
+func (e *env) mintToFile(p *devidp.Provider, n int) (string, error) {
+	toks := make([]string, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr error
+	var once sync.Once
+	for range runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				tok, err := p.MintAccessToken("alice", []string{audience}, nil, time.Hour)
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				toks[i] = tok
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return "", firstErr
+	}
+	f := filepath.Join(e.tmp, "tokens.txt")
+	return f, os.WriteFile(f, []byte(strings.Join(toks, "\n")+"\n"), 0o600)
+}
+
+// path is one thing measured against the bare site.
+type path struct {
+	name    string
+	target  float64
+	headers map[string]string
+	tokens  string // a file of tokens, one per request (Authorization: Bearer)
+	status  int    // expected status; default 200
+}
+
+type wrkResult struct {
+	rps      float64
+	p50, p99 time.Duration
+	non2xx   int
+}
+
+type result struct {
+	path
+	bare, gate []wrkResult
+}
+
+func median(rs []wrkResult, f func(wrkResult) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func (e *env) measure(p path) (result, error) {
+	res := result{path: p}
+	script, err := wrkScript(e.tmp, p)
+	if err != nil {
+		return res, err
+	}
+	site := e.gate
+	fmt.Printf("%-48s", p.name)
+	for range *rounds {
+		b, err := runWrk(e.bare+"/", script, p)
+		if err != nil {
+			return res, err
+		}
+		g, err := runWrk(site+"/", script, p)
+		if err != nil {
+			return res, err
+		}
+		if g.non2xx > 0 && p.status == 0 {
+			return res, fmt.Errorf("gatehouse answered %d non-2xx responses: the path is not what it claims", g.non2xx)
+		}
+		res.bare, res.gate = append(res.bare, b), append(res.gate, g)
+		fmt.Print(".")
+	}
+	fmt.Println()
+	return res, nil
+}
+
+func wrkScript(dir string, p path) (string, error) {
+	var b strings.Builder
+	b.WriteString("wrk.method = \"GET\"\n")
+	for k, v := range p.headers {
+		fmt.Fprintf(&b, "wrk.headers[%q] = %q\n", k, v)
+	}
+	if p.tokens != "" {
+		// Each thread reads the tokens and takes every n-th one, from its
+		// own offset, so no two requests of a run share a token (until the
+		// pool wraps around, which is still a miss in a smaller LRU).
+		fmt.Fprintf(&b, `
+local counter = 0
+local threads = {}
+function setup(thread)
+	thread:set("id", counter)
+	counter = counter + 1
+	table.insert(threads, thread)
+end
+function init(args)
+	tokens = {}
+	for line in io.lines(%q) do tokens[#tokens + 1] = line end
+	step = %d
+	i = id + 1
+end
+function request()
+	local t = tokens[i]
+	i = i + step
+	if i > #tokens then i = id + 1 end
+	return wrk.format(nil, nil, { Authorization = "Bearer " .. t })
+end
+`, p.tokens, *threads)
+	}
+	f := filepath.Join(dir, fmt.Sprintf("script-%d.lua", time.Now().UnixNano()))
+	return f, os.WriteFile(f, []byte(b.String()), 0o600)
+}
+
+var (
+	reRPS     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	reLatency = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)`)
+	reNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+)
+
+func runWrk(target, script string, p path) (wrkResult, error) {
+	args := []string{"-t" + strconv.Itoa(*threads), "-c" + strconv.Itoa(*connections), "-d" + duration.String(), "--latency", "-s", script, target}
+	ctx, cancel := context.WithTimeout(context.Background(), *duration+30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk: %v\n%s", err, out)
+	}
+	var r wrkResult
+	m := reRPS.FindSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("no Requests/sec in wrk output:\n%s", out)
+	}
+	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	for _, l := range reLatency.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(string(l[2]), 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(l[3])]
+		d := time.Duration(v * float64(unit))
+		if string(l[1]) == "50" {
+			r.p50 = d
+		} else {
+			r.p99 = d
+		}
+	}
+	if m := reNon2xx.FindSubmatch(out); m != nil {
+		r.non2xx, _ = strconv.Atoi(string(m[1]))
+	}
+	return r, nil
+}
+
+func printTable(results []result) {
+	fmt.Println()
+	fmt.Printf("| path | bare req/s | gatehouse req/s | ratio | target | gatehouse p50 | gatehouse p99 | bare p50 | bare p99 |\n")
+	fmt.Printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	rps := func(r wrkResult) float64 { return r.rps }
+	p50 := func(r wrkResult) float64 { return float64(r.p50) }
+	p99 := func(r wrkResult) float64 { return float64(r.p99) }
+	for _, r := range results {
+		b, g := median(r.bare, rps), median(r.gate, rps)
+		// The ratio of medians; each round's own ratio is in the spread.
+		var ratios []float64
+		for i := range r.bare {
+			ratios = append(ratios, r.gate[i].rps/r.bare[i].rps)
+		}
+		slices.Sort(ratios)
+		fmt.Printf("| %s | %.0f | %.0f | **%.2f** (%.2f–%.2f) | ≥ %.2f | %s | %s | %s | %s |\n",
+			r.name, b, g, g/b, ratios[0], ratios[len(ratios)-1], r.target,
+			dur(median(r.gate, p50)), dur(median(r.gate, p99)), dur(median(r.bare, p50)), dur(median(r.bare, p99)))
+	}
+}
+
+func dur(ns float64) string {
+	d := time.Duration(ns)
+	if d < time.Millisecond {
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	}
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+// memory sends n distinct valid ES256 tokens to the bearer-only site, as
+// fast as two workers can mint and send them, and reports the Caddy
+// process's RSS before, during and after.
+func (e *env) memory(n int) error {
+	fmt.Printf("\nmemory: %d distinct valid tokens (ES256, minted on the fly) to a bearer site with cache_size %d\n", n, cacheSize)
+	before, err := rss(e.caddy.Process.Pid)
+	if err != nil {
+		return err
+	}
+	workers := max(2, runtime.NumCPU())
+	var sent, refused atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	peak := before
+	var peakMu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if v, err := rss(e.caddy.Process.Pid); err == nil {
+					peakMu.Lock()
+					peak = max(peak, v)
+					peakMu.Unlock()
+				}
+			}
+		}
+	}()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+			for sent.Add(1) <= int64(n) {
+				tok, err := e.idpES.MintAccessToken("alice", []string{audience}, nil, time.Hour)
+				if err != nil {
+					refused.Add(1)
+					continue
+				}
+				req, _ := http.NewRequest("GET", e.gateE+"/", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := client.Do(req)
+				if err != nil {
+					refused.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	runtime.GC()
+	after, err := rss(e.caddy.Process.Pid)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("sent %d tokens in %s (%d refused)\n", n, time.Since(start).Round(time.Second), refused.Load())
+	fmt.Printf("Caddy RSS: %s before, %s peak, %s after: growth %s, bounded by cache_size %d\n",
+		mb(before), mb(peak), mb(after), mb(cmp.Or(after-before, 0)), cacheSize)
+	return nil
+}
+
+func rss(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run the benchmark inside the repository")
+		}
+		dir = parent
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func waitUp(site string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(site + "/")
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
