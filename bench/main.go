@@ -131,7 +131,7 @@ func run() error {
 	}
 	printTable(results)
 
-	if *memoryTokens > 0 && *only == "" {
+	if *memoryTokens > 0 {
 		if err := e.memory(*memoryTokens); err != nil {
 			return err
 		}
@@ -174,7 +174,7 @@ func (e *env) start() error {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
 	}))
-	groups := make([]string, 40)
+	groups := make([]string, 28)
 	for i := range groups {
 		groups[i] = fmt.Sprintf("department-%03d-engineering-group", i)
 	}

@@ -83,7 +83,11 @@ func (g *Gatehouse) session(w http.ResponseWriter, r *http.Request) (*session.Se
 		case ferr == nil:
 			rotate = rotate || refreshed
 		case errors.Is(ferr, flow.ErrProviderUnavailable):
-			g.logger.Warn("a session could not be refreshed: the provider is unavailable", zap.Error(ferr))
+			// Every such request says so; the provider's own trouble is
+			// logged where it is met (discovery, JWKS) and in the access log.
+			if c := g.logger.Check(zapcore.DebugLevel, "a session could not be refreshed: the provider is unavailable"); c != nil {
+				c.Write(zap.Error(ferr))
+			}
 			return nil, ferr
 		default:
 			g.logger.Info("session ended", zap.Error(ferr))
