@@ -442,3 +442,46 @@ func TestSessionKeepsClaimsOtherBlocksNeed(t *testing.T) {
 }
 
 func epochNow() time.Time { return time.Now().Truncate(time.Second) }
+
+// TestSecretRotation: a cookie sealed with an older cookie_secret is
+// accepted and re-sealed with the first; one sealed with a removed secret
+// is no session.
+func TestSecretRotation(t *testing.T) {
+	const oldSecret = "the-old-cookie-secret-0123456789abcdef"
+	old := newHandler(t, "https://idp.example", func(g *Gatehouse) { g.CookieSecrets = []string{oldSecret} })
+	cookies := sessionCookies(t, old, aliceSession())
+
+	rotated := newHandler(t, "https://idp.example", func(g *Gatehouse) { g.CookieSecrets = []string{testCookieSecret, oldSecret} })
+	r := apiRequest()
+	for _, c := range cookies {
+		r.AddCookie(c)
+	}
+	resp, up, _ := serve(t, rotated, r)
+	if !up.called || resp.StatusCode != 200 {
+		t.Fatalf("old-secret cookie after rotation: %d", resp.StatusCode)
+	}
+	var resealed []*http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.MaxAge > 0 {
+			resealed = append(resealed, c)
+		}
+	}
+	if len(resealed) == 0 {
+		t.Fatal("the cookie was not re-sealed with the current secret")
+	}
+	current := newHandler(t, "https://idp.example", nil) // only the new secret
+	r = apiRequest()
+	for _, c := range resealed {
+		r.AddCookie(c)
+	}
+	if resp, up, _ := serve(t, current, r); !up.called || resp.StatusCode != 200 {
+		t.Fatalf("re-sealed cookie under the new secret alone: %d", resp.StatusCode)
+	}
+	r = apiRequest()
+	for _, c := range cookies {
+		r.AddCookie(c)
+	}
+	if resp, up, _ := serve(t, current, r); up.called || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("cookie sealed with a removed secret: %d", resp.StatusCode)
+	}
+}
