@@ -160,7 +160,8 @@ type Gatehouse struct {
 	claimsNeeded []string // claims this block maps (header) or checks (allow_claim)
 	registered   bool     // claimsNeeded were added to sessionClaims
 
-	keys *keyRegistry // held in keyRegistries under Issuer while provisioned
+	keys       *keyRegistry // held in keyRegistries under Issuer while provisioned
+	refreshKey string       // held in refreshGroups while provisioned
 }
 
 // BearerConfig enables bearer-token validation for APIs: requests with
@@ -194,6 +195,15 @@ type BearerConfig struct {
 // serves — so a reload keeps the cached keys, and the last handler to let
 // go stops their background refresh.
 var keyRegistries = caddy.NewUsagePool()
+
+// refreshGroups shares refresh state between the handlers of one login
+// (issuer, client, cookie name), e.g. per-path blocks, and across reloads.
+var refreshGroups = caddy.NewUsagePool()
+
+type pooledRefreshGroup struct{ *flow.RefreshGroup }
+
+// Destruct has nothing to stop: the group holds no goroutines.
+func (pooledRefreshGroup) Destruct() error { return nil }
 
 type keyRegistry struct {
 	mu     sync.Mutex
@@ -258,6 +268,10 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 	g.trusted, _ = flow.NewHostPatterns(g.TrustedRedirectHosts) // checked by Validate
 	g.rules = newRules(g.AllowEmails, g.AllowDomains, g.AllowGroups, g.AllowClaims)
 	g.strip = slices.Clone(identityHeaders)
+	if g.PassAuthorization {
+		// gatehouse sets it: a client's own never reaches the upstream.
+		g.strip = append(g.strip, "Authorization")
+	}
 	for name, claim := range g.Headers {
 		name = http.CanonicalHeaderKey(name)
 		g.headerMap = append(g.headerMap, headerMapping{header: name, claim: claim})
@@ -329,6 +343,9 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 		Secrets:   secrets,
 		Now:       g.now,
 		CacheSize: g.SessionCacheSize,
+		// A session belongs to one issuer and client: another gatehouse
+		// with the same cookie_secret does not accept it.
+		Binding: g.Issuer + "\x00" + g.ClientID,
 	})
 	if err != nil {
 		return fmt.Errorf("gatehouse: cookies: %w", err)
@@ -349,11 +366,22 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("gatehouse: %w", err)
 	}
+	// Blocks of one login (same issuer, client and cookie) share refresh
+	// state, so two of them never spend the same rotating refresh token.
+	refreshKey := g.Issuer + "\x00" + g.ClientID + "\x00" + g.CookieName
+	group, _, err := refreshGroups.LoadOrNew(refreshKey, func() (caddy.Destructor, error) {
+		return pooledRefreshGroup{flow.NewRefreshGroup()}, nil
+	})
+	if err != nil {
+		return err
+	}
+	g.refreshKey = refreshKey
 	g.refresher, err = flow.NewRefresher(flow.RefresherOptions{
 		Client: g.client,
 		Update: g.newSessionFrom,
 		Before: time.Duration(g.RefreshBefore),
 		Now:    g.now,
+		Group:  group.(pooledRefreshGroup).RefreshGroup,
 	})
 	if err != nil {
 		return fmt.Errorf("gatehouse: %w", err)
@@ -640,6 +668,10 @@ func (g *Gatehouse) Cleanup() error {
 	if g.registered {
 		sessionClaims.remove(g.CookieName, g.claimsNeeded)
 		g.registered = false
+	}
+	if g.refreshKey != "" {
+		_, _ = refreshGroups.Delete(g.refreshKey)
+		g.refreshKey = ""
 	}
 	return nil
 }

@@ -295,30 +295,45 @@ func (c *Client) result(ctx context.Context, meta *Metadata, v *verify.Verifier,
 		return nil, fmt.Errorf("%w: token_type %q is not Bearer", ErrTokenResponse, tok.TokenType)
 	}
 	rawID, _ := tok.Extra("id_token").(string)
+	refreshing := check.subject != ""
 	var idc *verify.Claims
 	claims := map[string]any{}
 	switch {
 	case rawID != "":
 		var err error
 		if idc, err = c.checkIDToken(ctx, v, rawID, check, tok.AccessToken); err != nil {
-			return nil, err
-		}
-		for k, val := range idc.Map() {
-			claims[k] = val
+			if !refreshing || !errors.Is(err, ErrProviderUnavailable) {
+				return nil, err
+			}
+			// The refresh token is spent: keep the new tokens, but not an
+			// ID token we could not check (its claims neither).
+			rawID, idc = "", nil
 		}
 	case check.requireIDToken:
 		return nil, fmt.Errorf("%w: no id_token", ErrTokenResponse)
 	}
-	subject := check.subject
 	if idc != nil {
-		subject = idc.Subject
+		for k, val := range idc.Map() {
+			claims[k] = val
+		}
 	}
-	if meta.Endpoints.Userinfo != "" {
+	switch {
+	case meta.Endpoints.Userinfo == "":
+	case refreshing && idc == nil:
+		// No verified ID token: the session keeps the identity it has.
+	default:
 		info, err := c.userinfo(ctx, meta.Endpoints.Userinfo, tok.AccessToken)
 		if err != nil {
-			return nil, err
+			if !refreshing {
+				return nil, err
+			}
+			// The refresh token is spent; a userinfo hiccup must not lose
+			// the new tokens. The identity stays as it was until the next
+			// refresh.
+			clear(claims)
+			break
 		}
-		if sub, _ := info["sub"].(string); sub != subject {
+		if sub, _ := info["sub"].(string); sub != idc.Subject {
 			return nil, fmt.Errorf("%w: sub differs from the ID token's", ErrUserinfo)
 		}
 		for k, val := range info {
@@ -359,11 +374,11 @@ func (c *Client) checkIDToken(ctx context.Context, v *verify.Verifier, raw strin
 		return nil, fmt.Errorf("%w: sub missing or longer than 255 bytes", ErrIDToken)
 	case idc.IssuedAt.IsZero():
 		return nil, fmt.Errorf("%w: no iat", ErrIDToken)
-	case slices.ContainsFunc(idc.Audience, func(a string) bool { return a != c.opts.ClientID }):
-		return nil, fmt.Errorf("%w: an audience the client does not trust", ErrIDToken)
 	case idc.AuthorizedParty != "" && idc.AuthorizedParty != c.opts.ClientID:
 		return nil, fmt.Errorf("%w: azp is another client", ErrIDToken)
 	case len(idc.Audience) > 1 && idc.AuthorizedParty == "":
+		// Other audiences are trusted only when the token says it was
+		// issued to this client (Core §3.1.3.7 items 3–5).
 		return nil, fmt.Errorf("%w: several audiences and no azp", ErrIDToken)
 	case check.subject != "" && idc.Subject != check.subject:
 		return nil, fmt.Errorf("%w: a refreshed ID token names another subject", ErrIDToken)

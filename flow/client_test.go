@@ -350,8 +350,8 @@ func TestFinishLoginIDTokenRejects(t *testing.T) {
 			return p.key.Sign(set(c, "iss", "https://evil.example"), nil)
 		}},
 		{"wrong aud", func(p *scripted, c map[string]any) string { return p.key.Sign(set(c, "aud", "other-client"), nil) }},
-		{"untrusted extra aud", func(p *scripted, c map[string]any) string {
-			return p.key.Sign(set(c, "aud", []string{clientID, "other-client"}), nil)
+		{"untrusted extra aud (no azp)", func(p *scripted, c map[string]any) string {
+			return p.key.Sign(set(set(c, "aud", []string{clientID, "other-client"}), "azp", nil), nil)
 		}},
 		{"several aud, no azp", func(p *scripted, c map[string]any) string {
 			return p.key.Sign(set(set(c, "aud", []string{clientID, clientID}), "azp", nil), nil)
@@ -742,5 +742,19 @@ func TestPrompt(t *testing.T) {
 	}
 	if CheckPrompt("login consent") != nil || CheckPrompt("none") != nil {
 		t.Error("valid prompt refused")
+	}
+}
+
+// TestExtraAudienceWithAzp: another audience next to ours is accepted when
+// azp says the token was issued to us (Keycloak's audience mappers).
+func TestExtraAudienceWithAzp(t *testing.T) {
+	p := newScripted(t)
+	c := newClient(t, p)
+	l, q := login(t, c, p)
+	p.set(func(p *scripted) {
+		p.idToken = p.key.Sign(set(p.claims(q.Get("nonce")), "aud", []string{clientID, "account"}), nil)
+	})
+	if _, err := c.FinishLogin(context.Background(), redirectURL, callback(l, p.URL), l); err != nil {
+		t.Fatalf("extra audience with azp = client: %v", err)
 	}
 }

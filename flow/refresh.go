@@ -142,6 +142,24 @@ type RefresherOptions struct {
 	Before time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Group coordinates refreshes; Refreshers that serve the same sessions
+	// (several handlers sharing one cookie) must share one, or two of them
+	// may spend the same rotating refresh token. Default: a new one.
+	Group *RefreshGroup
+}
+
+// RefreshGroup is the state Refreshers of the same sessions share: the
+// refresh in flight per session, and the recent results handed to
+// requests that still carry the cookie from before.
+type RefreshGroup struct {
+	flights singleflight.Group
+	recent  *lru.Cache[string, recentRefresh]
+}
+
+// NewRefreshGroup returns an empty RefreshGroup.
+func NewRefreshGroup() *RefreshGroup {
+	recent, _ := lru.New[string, recentRefresh](recentRefreshSize)
+	return &RefreshGroup{recent: recent}
 }
 
 // Refresher keeps sessions' tokens fresh. A session whose access token
@@ -151,9 +169,8 @@ type RefresherOptions struct {
 // requests that still carry the pre-refresh cookie for a little while get
 // the same result.
 type Refresher struct {
-	opts   RefresherOptions
-	group  singleflight.Group
-	recent *lru.Cache[string, recentRefresh]
+	opts RefresherOptions
+	g    *RefreshGroup
 }
 
 type recentRefresh struct {
@@ -175,8 +192,10 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	recent, _ := lru.New[string, recentRefresh](recentRefreshSize)
-	return &Refresher{opts: opts, recent: recent}, nil
+	if opts.Group == nil {
+		opts.Group = NewRefreshGroup()
+	}
+	return &Refresher{opts: opts, g: opts.Group}, nil
 }
 
 // Fresh returns s, or s with refreshed tokens (updated true: save it), or
@@ -208,10 +227,10 @@ func (r *Refresher) Fresh(ctx context.Context, s *session.Session) (fresh *sessi
 		return nil, false, ErrSessionExpired
 	}
 	key := refreshKey(s)
-	if rec, ok := r.recent.Get(key); ok && now.Sub(rec.at) < recentRefreshTTL {
+	if rec, ok := r.g.recent.Get(key); ok && now.Sub(rec.at) < recentRefreshTTL {
 		return rec.sess, true, nil
 	}
-	v, err, _ := r.group.Do(key, func() (any, error) {
+	v, err, _ := r.g.flights.Do(key, func() (any, error) {
 		// Not bound to one request: a client that goes away must not
 		// cancel the refresh the others wait for.
 		res, err := r.opts.Client.Refresh(context.WithoutCancel(ctx), s.RefreshToken, s.Subject)
@@ -222,7 +241,7 @@ func (r *Refresher) Fresh(ctx context.Context, s *session.Session) (fresh *sessi
 		if err != nil {
 			return nil, err
 		}
-		r.recent.Add(key, recentRefresh{sess: next, at: r.opts.Now()})
+		r.g.recent.Add(key, recentRefresh{sess: next, at: r.opts.Now()})
 		return next, nil
 	})
 	switch {

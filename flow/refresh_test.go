@@ -302,3 +302,36 @@ func TestRevoke(t *testing.T) {
 		t.Fatalf("revocation request: %v %q", got, auth)
 	}
 }
+
+// TestRefreshKeepsNewTokensWhenUserinfoFails: the refresh token is spent
+// once the exchange succeeds, so a failing userinfo call must not lose the
+// new tokens (the next refresh would replay a dead one). The identity is
+// kept as it was.
+func TestRefreshKeepsNewTokensWhenUserinfoFails(t *testing.T) {
+	clock := &testClock{t: epoch}
+	r, _, p := refreshFixture(t, clock)
+	p.set(func(p *scripted) {
+		p.userinfo = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }
+	})
+	old := expiringSession(clock, 30*time.Second)
+	s, updated, err := r.Fresh(context.Background(), old)
+	if err != nil || !updated || s.RefreshToken != "rt-1" {
+		t.Fatalf("userinfo down during a refresh: %v %v %v", s, updated, err)
+	}
+	if strings.Join(s.Groups, ",") != "admins" {
+		t.Fatalf("identity changed without verified claims: %v", s.Groups)
+	}
+}
+
+// TestRefreshKeepsNewTokensWhenKeysAreUnavailable: the same when the new
+// ID token cannot be checked because the JWKS cannot be fetched.
+func TestRefreshKeepsNewTokensWhenKeysAreUnavailable(t *testing.T) {
+	clock := &testClock{t: epoch}
+	r, rt, p := refreshFixture(t, clock)
+	p.set(func(p *scripted) { p.jwksDown = true })
+	_ = rt
+	s, updated, err := r.Fresh(context.Background(), expiringSession(clock, 30*time.Second))
+	if err != nil || !updated || s.RefreshToken != "rt-1" || strings.Join(s.Groups, ",") != "admins" {
+		t.Fatalf("JWKS down during a refresh: %v %v %v", s, updated, err)
+	}
+}

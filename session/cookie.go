@@ -60,6 +60,11 @@ type Options struct {
 	Secrets [][]byte
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Binding ties every cookie to a context (for gatehouse: the issuer
+	// and the client id): a cookie sealed under another binding does not
+	// unseal, even with the same secrets and cookie name, so a session made
+	// for one provider or client is never accepted by another. Default "".
+	Binding string
 	// CacheSize bounds the decoded-session cache: a cookie seen before is
 	// not unsealed again (entries hold the sealed value, a few KB). 0
 	// selects DefaultCacheSize; negative disables the cache.
@@ -141,10 +146,10 @@ func NewCookieStore(opts Options) (*CookieStore, error) {
 	}
 	s.opts = opts
 	var err error
-	if s.sessionCodec, err = NewCodec("session", opts.Secrets, chunkSize*maxChunks); err != nil {
+	if s.sessionCodec, err = NewCodec("session\x00"+opts.Binding, opts.Secrets, chunkSize*maxChunks); err != nil {
 		return nil, err
 	}
-	if s.loginCodec, err = NewCodec("login", opts.Secrets, loginMaxLen); err != nil {
+	if s.loginCodec, err = NewCodec("login\x00"+opts.Binding, opts.Secrets, loginMaxLen); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -170,9 +175,21 @@ func (s *CookieStore) Load(r *http.Request) (sess *Session, rotate bool, err err
 	if !found[0] {
 		return nil, false, ErrNoSession
 	}
+	// A chunked session says in its first cookie how many chunks it has
+	// ("3.…"): stray chunk cookies (left over, or set by a sibling domain)
+	// are ignored rather than spoiling a valid session.
 	n := 1
-	for n < maxChunks && found[n] {
-		n++
+	if i := strings.IndexByte(chunks[0], '.'); i >= 0 {
+		count, err := strconv.Atoi(chunks[0][:i])
+		if err != nil || count < 2 || count > maxChunks || i > 2 {
+			return nil, false, ErrInvalid
+		}
+		for j := 1; j < count; j++ {
+			if !found[j] {
+				return nil, false, ErrInvalid
+			}
+		}
+		chunks[0], n = chunks[0][i+1:], count
 	}
 	parts := chunks[:n]
 	now := s.opts.Now()
@@ -226,6 +243,9 @@ func (s *CookieStore) Save(w http.ResponseWriter, r *http.Request, sess *Session
 		return ErrExpired
 	}
 	chunks := splitChunks(sealed, chunkSize)
+	if len(chunks) > 1 {
+		chunks[0] = strconv.Itoa(len(chunks)) + "." + chunks[0]
+	}
 	for i, c := range chunks {
 		http.SetCookie(w, s.sessionCookie(s.chunkName(i), c, maxAge))
 	}

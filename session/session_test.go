@@ -740,3 +740,58 @@ func TestDecodedSessionCacheIsBounded(t *testing.T) {
 		t.Fatalf("%d entries in a cache of 8", s.cache.Len())
 	}
 }
+
+// TestStrayChunkIgnored: a chunk cookie that is not part of the session (a
+// leftover, or one a sibling domain set) does not spoil a valid session.
+func TestStrayChunkIgnored(t *testing.T) {
+	c := &clock{epoch}
+	s := newStore(t, c, secretA)
+	one := save(t, s, request(nil), testSession(epoch))
+	if _, _, err := s.Load(request(append(one, &http.Cookie{Name: "_gatehouse_1", Value: "stray"}))); err != nil {
+		t.Fatalf("a stray chunk spoiled a one-chunk session: %v", err)
+	}
+	big := testSession(epoch)
+	big.Claims = map[string][]string{"big": {strings.Repeat("x", 5000)}}
+	three := save(t, s, request(nil), big)
+	if !strings.HasPrefix(three[0].Value, "3.") {
+		t.Fatalf("the first chunk does not say how many there are: %.10s", three[0].Value)
+	}
+	if _, _, err := s.Load(request(append(three, &http.Cookie{Name: "_gatehouse_3", Value: "stray"}))); err != nil {
+		t.Fatalf("a stray fourth chunk spoiled a three-chunk session: %v", err)
+	}
+	for _, bad := range []string{"9." + three[0].Value[2:], "1." + three[0].Value[2:], "x." + three[0].Value[2:], "123." + three[0].Value[2:]} {
+		cs := []*http.Cookie{{Name: "_gatehouse", Value: bad}, three[1], three[2]}
+		if _, _, err := s.Load(request(cs)); !errors.Is(err, ErrNoSession) {
+			t.Fatalf("chunk count %.4s accepted", bad)
+		}
+	}
+}
+
+// TestBindingSeparatesSessions: a cookie made for one issuer and client is
+// no session for another, even with the same secret and cookie name.
+func TestBindingSeparatesSessions(t *testing.T) {
+	c := &clock{epoch}
+	mk := func(binding string) *CookieStore {
+		s, err := NewCookieStore(Options{Secrets: [][]byte{secretA}, Now: c.now, Lifetime: time.Hour, Binding: binding})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := mk("https://customers.example\x00app"), mk("https://staff.example\x00app")
+	cookies := save(t, a, request(nil), testSession(epoch))
+	if _, _, err := a.Load(request(cookies)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Load(request(cookies)); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("a session of another issuer was accepted: %v", err)
+	}
+	w := httptest.NewRecorder()
+	l := &Login{State: "s1", Nonce: "n", Verifier: "v", Created: epoch.Unix()}
+	if err := a.SaveLogin(w, request(nil), l); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.TakeLogin(httptest.NewRecorder(), request(w.Result().Cookies()), "s1"); !errors.Is(err, ErrNoLogin) {
+		t.Fatalf("a login cookie of another issuer was accepted: %v", err)
+	}
+}
