@@ -321,6 +321,7 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 			ClockSkew:      time.Duration(g.Bearer.ClockSkew),
 			CacheSize:      g.Bearer.CacheSize,
 			Now:            g.now,
+			ClientID:       g.ClientID,
 		})
 		if err != nil {
 			return fmt.Errorf("gatehouse: bearer: %w", err)

@@ -145,3 +145,18 @@ func TestPassAuthorizationStripsTheClientsHeader(t *testing.T) {
 		t.Fatalf("the client's Authorization reached the upstream: %v", up.req.Header)
 	}
 }
+
+// TestLoginIDTokenIsNotABearerToken: with a bearer audience equal to the
+// client id (Entra ID style), the ID token of a login is still refused.
+func TestLoginIDTokenIsNotABearerToken(t *testing.T) {
+	idp := newIDP(t)
+	clock := &testClock{t: time.Now()}
+	g := offlineHandler(t, idp, clock, func(g *Gatehouse) {
+		g.Bearer = &BearerConfig{Audiences: []string{testClientID}}
+	})
+	a := newApp(t, g)
+	idToken := a.session(t, a.login(t, "alice")).IDToken
+	if resp, up, _ := serve(t, g, apiRequest("Bearer "+idToken)); up.called || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("an ID token as bearer: %d", resp.StatusCode)
+	}
+}

@@ -66,7 +66,7 @@ func (g *Gatehouse) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	var idToken string
-	if sess, _, err := g.store.Load(r); err == nil {
+	if sess, _, err := g.store.Load(r); err == nil && !signedOut.has(sess.ID) {
 		idToken = sess.IDToken
 		signedOut.add(sess.ID, sess.ExpiresAt(time.Duration(g.SessionLifetime)))
 		if sess.RefreshToken != "" {

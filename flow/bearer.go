@@ -42,7 +42,14 @@ type BearerOptions struct {
 	CacheSize int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// ClientID is the gateway's own login client, if any: its ID tokens
+	// are refused as access tokens even when the audiences would let them
+	// in (an ID token travels in URLs such as RP-initiated logout).
+	ClientID string
 }
+
+// ErrIDTokenAsBearer: an ID token was presented as an access token.
+var ErrIDTokenAsBearer = fmt.Errorf("%w: an ID token is not an access token", verify.ErrInvalidToken)
 
 // Bearer validates bearer access tokens (JWTs) for an API: the provider's
 // signature, issuer, audience, times and the required scopes. Its verifier
@@ -121,10 +128,31 @@ func (b *Bearer) Verify(ctx context.Context, token string) (*verify.Claims, erro
 	if err != nil {
 		return nil, err
 	}
+	if b.looksLikeIDToken(c) {
+		return nil, ErrIDTokenAsBearer
+	}
 	if missing := c.MissingScopes(b.opts.RequiredScopes); missing != nil {
 		return nil, &InsufficientScopeError{Missing: missing}
 	}
 	return c, nil
+}
+
+// looksLikeIDToken spots ID tokens: at_hash or c_hash (claims only ID
+// tokens have), or a nonce in a token for the gateway's own client —
+// unless the header says at+jwt (RFC 9068). (Keycloak before 25 put a nonce
+// in access tokens too, but for their resource audiences.)
+func (b *Bearer) looksLikeIDToken(c *verify.Claims) bool {
+	if strings.EqualFold(c.Type, "at+jwt") || strings.EqualFold(c.Type, "application/at+jwt") {
+		return false
+	}
+	all := c.Map()
+	if _, ok := all["at_hash"]; ok {
+		return true
+	}
+	if _, ok := all["c_hash"]; ok {
+		return true
+	}
+	return c.Nonce != "" && b.opts.ClientID != "" && slices.Contains(c.Audience, b.opts.ClientID)
 }
 
 // RequiredScopes returns the scopes every token must carry.

@@ -225,3 +225,38 @@ func testKeySet(t *testing.T, clock *testClock) func(string) (verify.KeySet, err
 		return verify.NewRemoteKeySet(ctx, uri, verify.RemoteOptions{Now: clock.now})
 	}
 }
+
+// TestBearerRefusesIDTokens: an ID token is not an access token, even when
+// the audiences would let it in.
+func TestBearerRefusesIDTokens(t *testing.T) {
+	p := newScripted(t)
+	b := newBearer(t, p, func(_ *ProviderOptions, o *BearerOptions) {
+		o.Audiences = []string{apiAudience, clientID}
+		o.RequiredScopes = nil
+		o.ClientID = clientID
+	})
+	base := accessClaims(p.URL)
+	for _, tc := range []struct {
+		name   string
+		claims map[string]any
+		header map[string]any
+		ok     bool
+	}{
+		{"access token", base, nil, true},
+		{"with at_hash", set(base, "at_hash", "x"), nil, false},
+		{"with c_hash", set(base, "c_hash", "x"), nil, false},
+		{"our ID token (nonce, aud = client)", set(set(base, "nonce", "n"), "aud", clientID), nil, false},
+		{"nonce for another audience (Keycloak < 25 access tokens)", set(base, "nonce", "n"), nil, true},
+		{"typ at+jwt with a nonce", set(set(base, "nonce", "n"), "aud", clientID), map[string]any{"typ": "at+jwt"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := b.Verify(context.Background(), p.key.Sign(tc.claims, tc.header))
+			if tc.ok != (err == nil) {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrIDTokenAsBearer) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}

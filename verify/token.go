@@ -42,6 +42,7 @@ func splitCompact(token string) (compact, error) {
 type header struct {
 	Alg  string          `json:"alg"`
 	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
 	Crit json.RawMessage `json:"crit"`
 }
 
@@ -81,6 +82,8 @@ type Claims struct {
 	Scopes []string
 	// Algorithm is the JWS algorithm the token was signed with.
 	Algorithm string
+	// Type is the JOSE header's typ ("JWT", "at+jwt", …), as sent.
+	Type string
 
 	all map[string]any
 }

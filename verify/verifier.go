@@ -218,7 +218,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.Algorithm = h.Alg
+	c.Algorithm, c.Type = h.Alg, h.Typ
 	if err := v.checkClaims(c); err != nil {
 		return nil, err
 	}
