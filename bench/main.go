@@ -200,7 +200,7 @@ func (e *env) start() error {
 	rand.Read(secret)
 	upstream := strings.TrimPrefix(e.upstream.URL, "http://")
 	caddyfile := fmt.Sprintf(`{
-	admin 127.0.0.1:2019
+	admin off
 	persist_config off
 	http_port %d
 	auto_https off
