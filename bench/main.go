@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/devidp"
+	"github.com/gatehouse-auth/gatehouse/internal/harness"
 )
 
 var (
@@ -159,7 +160,7 @@ func ensureWrk() error {
 }
 
 func (e *env) start() error {
-	root, err := repoRoot()
+	root, err := harness.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -189,7 +190,7 @@ func (e *env) start() error {
 		return err
 	}
 
-	ports, err := freePorts(4)
+	ports, err := harness.FreePorts(4)
 	if err != nil {
 		return err
 	}
@@ -634,36 +635,6 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run the benchmark inside the repository")
-		}
-		dir = parent
-	}
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func waitUp(site string) error {

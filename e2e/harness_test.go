@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"html"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -26,6 +25,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/gatehouse-auth/gatehouse/internal/harness"
 )
 
 const clientSecret = "gatehouse-e2e-client-secret"
@@ -66,7 +67,7 @@ func TestMain(m *testing.M) {
 }
 
 func setUp() error {
-	root, err := repoRoot()
+	root, err := harness.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -90,7 +91,7 @@ func setUp() error {
 		return fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
 	}
 
-	ports, err := freePorts(8)
+	ports, err := harness.FreePorts(8)
 	if err != nil {
 		return err
 	}
@@ -264,42 +265,6 @@ func (e *environment) tearDown(failed bool) {
 		}
 	}
 	os.RemoveAll(e.tmp)
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func startProvider(root, tmp string, port int, issuer, alg, redirectURIs, logoutURIs, accessTTL string) (*process, error) {
