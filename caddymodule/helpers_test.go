@@ -241,15 +241,6 @@ func newApp(t testing.TB, g *Gatehouse) *app {
 	return a
 }
 
-func (a *app) last() http.Header {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.seen) == 0 {
-		return nil
-	}
-	return a.seen[len(a.seen)-1]
-}
-
 // login walks a whole login as user at a and returns the browser.
 func (a *app) login(t testing.TB, user string) *browser {
 	t.Helper()

@@ -451,8 +451,22 @@ func (g *Gatehouse) resolvePlaceholders() error {
 		many("allow_emails", g.AllowEmails),
 		many("allow_domains", g.AllowDomains),
 		many("allow_groups", g.AllowGroups),
+		g.resolveMaps(one, many),
 		g.resolveBearer(one, many),
 	)
+}
+
+// resolveMaps resolves the values of allow_claim and header.
+func (g *Gatehouse) resolveMaps(one func(string, *string) error, many func(string, []string) error) error {
+	var errs []error
+	for _, values := range g.AllowClaims {
+		errs = append(errs, many("allow_claim", values))
+	}
+	for name, claim := range g.Headers {
+		errs = append(errs, one("header", &claim))
+		g.Headers[name] = claim
+	}
+	return errors.Join(errs...)
 }
 
 func (g *Gatehouse) resolveBearer(one func(string, *string) error, many func(string, []string) error) error {

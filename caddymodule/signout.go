@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -23,8 +22,7 @@ import (
 var signedOut = newDenylist(100000)
 
 type denylist struct {
-	mu  sync.Mutex
-	ids *lru.Cache[string, time.Time]
+	ids *lru.Cache[string, time.Time] // golang-lru locks itself
 }
 
 func newDenylist(size int) *denylist {

@@ -39,7 +39,6 @@ type scripted struct {
 
 	mu        sync.Mutex
 	doc       map[string]any
-	challenge string // code_challenge of the last authorization URL
 	idToken   string
 	token     http.HandlerFunc // replaces the token endpoint when set
 	userinfo  http.HandlerFunc // replaces the userinfo endpoint when set
