@@ -1,10 +1,11 @@
 package caddymodule
 
 import (
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
 )
 
 // rules are the allow_* authorization rules. With none configured, every
@@ -63,24 +64,24 @@ func (r rules) configured() bool {
 }
 
 // allows applies the rules to an identity.
-func (r rules) allows(id *identity) bool {
+func (r rules) allows(id *identity.Identity) bool {
 	if !r.configured() {
 		return true
 	}
 	if r.emails != nil || r.domains != nil {
-		if local, domain, ok := splitEmail(id.email); ok && !id.emailUnverified {
+		if local, domain, ok := splitEmail(id.Email); ok && !id.EmailUnverified {
 			if r.emails[strings.ToLower(local+"@"+domain)] || r.domains[strings.ToLower(domain)] {
 				return true
 			}
 		}
 	}
-	for _, g := range id.groups {
+	for _, g := range id.Groups {
 		if r.groups[g] {
 			return true
 		}
 	}
 	for _, c := range r.claims {
-		for _, v := range id.claims[c.name] {
+		for _, v := range id.Claims[c.name] {
 			if c.values[v] {
 				return true
 			}
@@ -116,22 +117,21 @@ func splitEmail(email string) (local, domain string, ok bool) {
 	return local, domain, true
 }
 
-// checkRules validates allow_* values; errors name the sub-directive.
-func checkRules(emails, domains []string, claims map[string][]string) error {
+// validateRules checks the allow_* values.
+func validateRules(bad badFunc, emails, domains []string, claims map[string][]string) {
 	for _, e := range emails {
 		if _, _, ok := splitEmail(e); !ok {
-			return fmt.Errorf("allow_emails: %q is not an e-mail address", e)
+			bad("allow_emails", "%q is not an e-mail address", e)
 		}
 	}
 	for _, d := range domains {
 		if _, _, ok := splitEmail("x@" + d); !ok {
-			return fmt.Errorf("allow_domains: %q is not a domain (write example.com, not @example.com)", d)
+			bad("allow_domains", "%q is not a domain (write example.com, not @example.com)", d)
 		}
 	}
 	for name, values := range claims {
 		if name == "" || strings.ContainsAny(name, " \t") || len(values) == 0 || slices.Contains(values, "") {
-			return fmt.Errorf("allow_claim: %q needs a claim name and at least one non-empty value", name)
+			bad("allow_claim", "%q needs a claim name and at least one non-empty value", name)
 		}
 	}
-	return nil
 }

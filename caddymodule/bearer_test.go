@@ -205,7 +205,7 @@ func TestNoGoroutineLeakOnReload(t *testing.T) {
 	idp := newIDP(t)
 	tok := mint(t, idp, "alice", []string{apiAudience}, []string{"orders:read"}, time.Hour)
 	cycle := func() {
-		g := &Gatehouse{Issuer: idp.Issuer(), Bearer: &BearerConfig{Audiences: []string{apiAudience}, Only: true}}
+		g := &Gatehouse{ProviderConfig: ProviderConfig{Issuer: idp.Issuer()}, Bearer: &BearerConfig{Audiences: []string{apiAudience}, Only: true}}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		if err := g.Provision(ctx); err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 )
 
 func init() {
+	caddy.RegisterModule(Gatehouse{})
 	httpcaddyfile.RegisterHandlerDirective("gatehouse", parseCaddyfile)
 	httpcaddyfile.RegisterDirectiveOrder("gatehouse", httpcaddyfile.After, "forward_auth")
 }

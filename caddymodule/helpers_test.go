@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/gatehouse-auth/gatehouse/devidp"
+	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/session"
 )
 
@@ -52,9 +53,7 @@ func newIDP(t testing.TB) *devidp.Provider {
 func newHandler(t testing.TB, issuer string, mod func(*Gatehouse)) *Gatehouse {
 	t.Helper()
 	g := &Gatehouse{
-		Issuer:         issuer,
-		ClientID:       testClientID,
-		ClientSecret:   testClientSecret,
+		ProviderConfig: ProviderConfig{Issuer: issuer, ClientID: testClientID, ClientSecret: testClientSecret},
 		CookieSecrets:  []string{testCookieSecret},
 		CookieInsecure: true,
 	}
@@ -188,7 +187,7 @@ func readBody(resp *http.Response) string {
 func sessionCookies(t testing.TB, g *Gatehouse, sess *session.Session) []*http.Cookie {
 	t.Helper()
 	w := httptest.NewRecorder()
-	if err := g.store.Save(w, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+	if err := g.sessions.Save(w, httptest.NewRequest("GET", "/", nil), sess); err != nil {
 		t.Fatal(err)
 	}
 	return w.Result().Cookies()
@@ -196,8 +195,9 @@ func sessionCookies(t testing.TB, g *Gatehouse, sess *session.Session) []*http.C
 
 func aliceSession() *session.Session {
 	return &session.Session{
-		ID: session.NewID(), Subject: "alice-sub", User: "alice", Email: "alice@example.com",
-		PreferredUsername: "alice", Name: "Alice", Groups: []string{"admins", "staff"},
+		ID: session.NewID(),
+		Identity: identity.Identity{Subject: "alice-sub", User: "alice", Email: "alice@example.com",
+			PreferredUsername: "alice", Name: "Alice", Groups: []string{"admins", "staff"}},
 		AccessToken: "at", Created: time.Now().Unix(),
 	}
 }
@@ -264,7 +264,7 @@ func (a *app) session(t testing.TB, b *browser) *session.Session {
 	for _, c := range b.client.Jar.Cookies(u) {
 		r.AddCookie(c)
 	}
-	s, _, err := a.g.store.Load(r)
+	s, _, err := a.g.sessions.Load(r)
 	if err != nil {
 		t.Fatalf("no session in the browser: %v", err)
 	}

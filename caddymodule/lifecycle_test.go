@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/devidp"
 	"github.com/gatehouse-auth/gatehouse/flow"
+	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/session"
 )
 
@@ -437,11 +438,13 @@ func TestSessionKeepsClaimsOtherBlocksNeed(t *testing.T) {
 		},
 		Tokens: flow.Tokens{AccessToken: "at", Expiry: time.Now().Add(time.Hour)},
 	}
-	old := &session.Session{ID: "s", Subject: "u1", User: "u1", Created: time.Now().Unix()}
-	sess, err := loginBlock.newSessionFrom(old, res)
+	old := &session.Session{ID: "s", Identity: identity.Identity{Subject: "u1", User: "u1"}, Created: time.Now().Unix()}
+	id, err := loginBlock.idp.mapper.Map(res.Claims)
 	if err != nil {
 		t.Fatal(err)
 	}
+	res.Identity = &id
+	sess := flow.Refreshed(old, res)
 	if sess.Claims["department"][0] != "finance" || sess.Claims["unrelated"] != nil {
 		t.Fatalf("claims kept: %v", sess.Claims)
 	}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"html"
 	"net/http"
 	"strconv"
@@ -79,4 +80,24 @@ func isNavigation(r *http.Request) bool {
 		return mode == "navigate"
 	}
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// writeContinuePage answers a login that ends with a same-site page hop
+// to target (cookie_samesite strict, see serveCallback).
+func writeContinuePage(w http.ResponseWriter, target string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'")
+	t := html.EscapeString(target)
+	_, _ = w.Write([]byte(`<!doctype html><meta http-equiv="refresh" content="0;url=` + t +
+		`"><title>Signed in</title><p>Signed in. <a href="` + t + `">Continue</a></p>`))
+}
+
+// serveNoLogins answers the login endpoints in bearer { only } mode: the
+// request is gatehouse's to answer, not the upstream's, but this site
+// signs no one in.
+func serveNoLogins(w http.ResponseWriter, r *http.Request) error {
+	return fail(w, r, problem{
+		status: http.StatusNotFound, code: "not_found", title: "Not found",
+		message: "This site accepts bearer tokens only: it does not sign users in.",
+	}, errors.New("gatehouse: no logins in bearer only mode"))
 }

@@ -60,7 +60,7 @@ func TestReturnToComesFromTheRequestURL(t *testing.T) {
 	for _, c := range resp.Cookies() {
 		cb.AddCookie(c)
 	}
-	login, err := g.store.TakeLogin(httptest.NewRecorder(), cb, loc.Query().Get("state"))
+	login, err := g.sessions.TakeLogin(httptest.NewRecorder(), cb, loc.Query().Get("state"))
 	if err != nil {
 		t.Fatal(err)
 	}

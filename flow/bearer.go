@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/verify"
@@ -56,8 +54,7 @@ var ErrIDTokenAsBearer = fmt.Errorf("%w: an ID token is not an access token", ve
 // is built on first use, once the provider's metadata is known.
 type Bearer struct {
 	opts     BearerOptions
-	mu       sync.Mutex // serializes building the verifier
-	verifier atomic.Pointer[verify.Verifier]
+	verifier lazyVerifier
 }
 
 // InsufficientScopeError is a valid token that lacks required scopes
@@ -114,10 +111,10 @@ func NewBearer(opts BearerOptions) (*Bearer, error) {
 // are ErrProviderUnavailable (keys or metadata could not be had) or
 // *InsufficientScopeError. The claims may be shared: do not modify them.
 func (b *Bearer) Verify(ctx context.Context, token string) (*verify.Claims, error) {
-	v := b.verifier.Load()
+	v := b.verifier.load()
 	if v == nil {
 		var err error
-		if v, err = b.build(ctx); err != nil {
+		if v, err = b.verifier.build(func() (*verify.Verifier, error) { return b.build(ctx) }); err != nil {
 			return nil, err
 		}
 	}
@@ -160,18 +157,15 @@ func (b *Bearer) RequiredScopes() []string { return b.opts.RequiredScopes }
 
 // Stats returns the verification counters (zero before first use).
 func (b *Bearer) Stats() verify.Stats {
-	if v := b.verifier.Load(); v != nil {
+	if v := b.verifier.load(); v != nil {
 		return v.Stats()
 	}
 	return verify.Stats{}
 }
 
+// build makes the verifier from the options and, for what they leave
+// out, the provider's metadata.
 func (b *Bearer) build(ctx context.Context) (*verify.Verifier, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if v := b.verifier.Load(); v != nil {
-		return v, nil
-	}
 	p := b.opts.Provider
 	jwksURI, algs := b.opts.JWKSURI, b.opts.Algorithms
 	if jwksURI == "" || len(algs) == 0 {
@@ -188,19 +182,13 @@ func (b *Bearer) build(ctx context.Context) (*verify.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
 	}
-	cacheSize := max(b.opts.CacheSize, 0)
-	v, err := verify.New(verify.Config{
+	return verify.New(verify.Config{
 		Issuer:     b.opts.Issuer,
 		Audiences:  b.opts.Audiences,
 		Algorithms: algs,
 		Keys:       ks,
 		ClockSkew:  b.opts.ClockSkew,
 		Now:        b.opts.Now,
-		CacheSize:  cacheSize,
+		CacheSize:  max(b.opts.CacheSize, 0),
 	})
-	if err != nil {
-		return nil, err
-	}
-	b.verifier.Store(v)
-	return v, nil
 }

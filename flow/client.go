@@ -12,12 +12,11 @@ import (
 	"hash"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
 
+	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/verify"
 )
@@ -33,14 +32,14 @@ const (
 	AuthPost
 )
 
-// DefaultScopes are requested when Options.Scopes is empty.
+// DefaultScopes are requested when ClientOptions.Scopes is empty.
 var DefaultScopes = []string{"openid", "email", "profile"}
 
 // DefaultClockSkew is tolerated on ID-token times.
 const DefaultClockSkew = time.Minute
 
-// Options configures a Client.
-type Options struct {
+// ClientOptions configures a Client.
+type ClientOptions struct {
 	// Provider is the OpenID provider. Required.
 	Provider *Provider
 	// ClientID and ClientSecret of the registered confidential client. Required.
@@ -61,6 +60,9 @@ type Options struct {
 	IDTokenAlgorithms []string
 	// ClockSkew tolerated on ID-token times. Default 1m.
 	ClockSkew time.Duration
+	// Mapper turns the ID token's and userinfo's claims into the
+	// Identity of a login or refresh. Default: the default claim names.
+	Mapper *identity.Mapper
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -69,14 +71,13 @@ type Options struct {
 // callback, against its Provider. It never blocks its creator on the
 // network.
 type Client struct {
-	opts     Options
+	opts     ClientOptions
 	p        *Provider
-	mu       sync.Mutex // serializes building the verifier
-	verifier atomic.Pointer[verify.Verifier]
+	verifier lazyVerifier // for ID tokens
 }
 
-// New checks opts and returns a Client. No network call is made here.
-func New(opts Options) (*Client, error) {
+// NewClient checks opts and returns a Client. No network call is made here.
+func NewClient(opts ClientOptions) (*Client, error) {
 	if opts.Provider == nil {
 		return nil, errors.New("flow: a provider is required")
 	}
@@ -104,12 +105,25 @@ func New(opts Options) (*Client, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Mapper == nil {
+		opts.Mapper = &identity.Mapper{}
+	}
 	opts.Scopes = slices.Clone(opts.Scopes)
 	return &Client{opts: opts, p: opts.Provider}, nil
 }
 
+// OptionError is an option value a constructor or checker refuses. Field
+// names the option; Reason says why, for callers that report it under
+// their own name for the option.
+type OptionError struct {
+	Field, Reason string
+}
+
+func (e *OptionError) Error() string { return "flow: " + e.Field + ": " + e.Reason }
+
 // CheckPrompt accepts a `prompt` value: space-separated values of none,
-// login, consent and select_account, with none alone.
+// login, consent and select_account, with none alone. It fails with an
+// *OptionError.
 func CheckPrompt(prompt string) error {
 	values := strings.Fields(prompt)
 	for _, v := range values {
@@ -117,60 +131,45 @@ func CheckPrompt(prompt string) error {
 		case "login", "consent", "select_account":
 		case "none":
 			if len(values) > 1 {
-				return errors.New("flow: prompt none cannot be combined with other values")
+				return &OptionError{"prompt", "none cannot be combined with other values"}
 			}
 		default:
-			return fmt.Errorf("flow: unknown prompt value %q (want none, login, consent or select_account)", v)
+			return &OptionError{"prompt", fmt.Sprintf("unknown prompt value %q (want none, login, consent or select_account)", v)}
 		}
 	}
 	return nil
 }
 
-// Provider returns the client's provider.
-func (c *Client) Provider() *Provider { return c.p }
-
 // idTokenVerifier returns the ID-token verifier, built once the provider's
 // metadata is known.
 func (c *Client) idTokenVerifier(meta *Metadata) (*verify.Verifier, error) {
-	if v := c.verifier.Load(); v != nil {
+	if v := c.verifier.load(); v != nil {
 		return v, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if v := c.verifier.Load(); v != nil {
-		return v, nil
-	}
-	ks, err := c.p.KeySet(meta.Endpoints.JWKS)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
-	}
-	v, err := verify.New(verify.Config{
-		Issuer:     meta.Issuer,
-		Audiences:  []string{c.opts.ClientID},
-		Algorithms: signingAlgorithms(c.opts.IDTokenAlgorithms, meta),
-		Keys:       ks,
-		ClockSkew:  c.opts.ClockSkew,
-		Now:        c.opts.Now,
+	return c.verifier.build(func() (*verify.Verifier, error) {
+		ks, err := c.p.KeySet(meta.Endpoints.JWKS)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
+		}
+		return verify.New(verify.Config{
+			Issuer:     meta.Issuer,
+			Audiences:  []string{c.opts.ClientID},
+			Algorithms: signingAlgorithms(c.opts.IDTokenAlgorithms, meta),
+			Keys:       ks,
+			ClockSkew:  c.opts.ClockSkew,
+			Now:        c.opts.Now,
+		})
 	})
-	if err != nil {
-		return nil, err
-	}
-	c.verifier.Store(v)
-	return v, nil
 }
 
 func (c *Client) oauth2Config(meta *Metadata, redirectURL string) *oauth2.Config {
-	style := oauth2.AuthStyleInHeader
-	if c.opts.ClientAuth == AuthPost {
-		style = oauth2.AuthStyleInParams
-	}
 	return &oauth2.Config{
 		ClientID:     c.opts.ClientID,
 		ClientSecret: c.opts.ClientSecret,
 		Endpoint: oauth2.Endpoint{
 			AuthURL:   meta.Endpoints.Authorization,
 			TokenURL:  meta.Endpoints.Token,
-			AuthStyle: style,
+			AuthStyle: c.opts.ClientAuth.style(),
 		},
 		RedirectURL: redirectURL,
 		Scopes:      c.opts.Scopes,
@@ -226,8 +225,12 @@ type Result struct {
 	// IDToken holds the verified ID token's claims.
 	IDToken *verify.Claims
 	// Claims are the ID token's claims, completed with userinfo claims
-	// the ID token lacks.
+	// the ID token lacks; empty after a refresh that brought no verified
+	// ID token.
 	Claims map[string]any
+	// Identity is Claims mapped by the client's Mapper; nil when Claims
+	// is empty (a refresh keeps the identity the session has).
+	Identity *identity.Identity
 }
 
 // Query is the part of an authorization response FinishLogin reads (an
@@ -277,86 +280,116 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 	if err != nil {
 		return nil, exchangeError(err)
 	}
-	return c.result(ctx, meta, v, tok, tokenCheck{nonce: login.Nonce, requireIDToken: true})
+	return c.result(ctx, meta, v, tok, tokenCheck{nonce: login.Nonce})
 }
 
-// tokenCheck is what result checks an ID token against besides the
-// verifier: the login's nonce, or (after a refresh) the session's subject.
+// tokenCheck is what result checks a token response against besides the
+// verifier: at login, the login's nonce (an ID token is required); on a
+// refresh, the session's subject (the ID token is optional, Core §12.2).
 type tokenCheck struct {
-	nonce          string
-	subject        string
-	requireIDToken bool
+	refresh bool
+	nonce   string // login
+	subject string // refresh
 }
 
-// result checks a token response and turns it into a Result: token type,
-// the ID token (required at login, optional on refresh), userinfo.
+// result checks a token response and turns it into a Result, in named
+// steps: the token type; the ID token; userinfo; the identity; the expiry.
+// On a refresh the refresh token is already spent, so trouble with the ID
+// token's keys or with userinfo keeps the new tokens and the old identity.
 func (c *Client) result(ctx context.Context, meta *Metadata, v *verify.Verifier, tok *oauth2.Token, check tokenCheck) (*Result, error) {
 	if !strings.EqualFold(tok.Type(), "Bearer") {
 		return nil, fmt.Errorf("%w: token_type %q is not Bearer", ErrTokenResponse, tok.TokenType)
 	}
-	rawID, _ := tok.Extra("id_token").(string)
-	refreshing := check.subject != ""
-	var idc *verify.Claims
-	claims := map[string]any{}
-	switch {
-	case rawID != "":
-		var err error
-		if idc, err = c.checkIDToken(ctx, v, rawID, check, tok.AccessToken); err != nil {
-			if !refreshing || !errors.Is(err, ErrProviderUnavailable) {
-				return nil, err
-			}
-			// The refresh token is spent: keep the new tokens, but not an
-			// ID token we could not check (its claims neither).
-			rawID, idc = "", nil
-		}
-	case check.requireIDToken:
-		return nil, fmt.Errorf("%w: no id_token", ErrTokenResponse)
+	rawID, idc, err := c.idTokenOf(ctx, v, tok, check)
+	if err != nil {
+		return nil, err
 	}
-	if idc != nil {
-		for k, val := range idc.Map() {
-			claims[k] = val
-		}
+	claims, err := c.claimsOf(ctx, meta, tok.AccessToken, idc, check)
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case meta.Endpoints.Userinfo == "":
-	case refreshing && idc == nil:
-		// No verified ID token: the session keeps the identity it has.
-	default:
-		info, err := c.userinfo(ctx, meta.Endpoints.Userinfo, tok.AccessToken)
-		if err != nil {
-			if !refreshing {
-				return nil, err
-			}
-			// The refresh token is spent; a userinfo hiccup must not lose
-			// the new tokens. The identity stays as it was until the next
-			// refresh.
-			clear(claims)
-			break
-		}
-		if sub, _ := info["sub"].(string); sub != idc.Subject {
-			return nil, fmt.Errorf("%w: sub differs from the ID token's", ErrUserinfo)
-		}
-		for k, val := range info {
-			if _, ok := claims[k]; !ok {
-				claims[k] = val
-			}
-		}
-	}
-	// The expiry from expires_in, on our clock (x/oauth2 uses time.Now).
-	expiry := tok.Expiry
-	if tok.ExpiresIn > 0 {
-		expiry = c.opts.Now().Add(time.Duration(tok.ExpiresIn) * time.Second)
-	}
-	return &Result{
+	res := &Result{
 		Tokens: Tokens{
 			AccessToken:  tok.AccessToken,
 			RefreshToken: tok.RefreshToken,
 			IDToken:      rawID,
-			Expiry:       expiry,
+			Expiry:       c.expiryOf(tok),
 		},
 		IDToken: idc,
 		Claims:  claims,
-	}, nil
+	}
+	if len(claims) > 0 {
+		id, err := c.opts.Mapper.Map(claims)
+		if err != nil {
+			return nil, err
+		}
+		res.Identity = &id
+	}
+	return res, nil
+}
+
+// idTokenOf verifies the response's ID token: required at login; on a
+// refresh optional, and dropped (with its claims) when its keys cannot be
+// had right now.
+func (c *Client) idTokenOf(ctx context.Context, v *verify.Verifier, tok *oauth2.Token, check tokenCheck) (string, *verify.Claims, error) {
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		if check.refresh {
+			return "", nil, nil
+		}
+		return "", nil, fmt.Errorf("%w: no id_token", ErrTokenResponse)
+	}
+	idc, err := c.checkIDToken(ctx, v, rawID, check, tok.AccessToken)
+	switch {
+	case err == nil:
+		return rawID, idc, nil
+	case check.refresh && errors.Is(err, ErrProviderUnavailable):
+		return "", nil, nil
+	default:
+		return "", nil, err
+	}
+}
+
+// claimsOf is the ID token's claims completed by userinfo (when the
+// provider has it), whose sub must equal the ID token's. Without a
+// verified ID token a refresh reads no claims: the session keeps its
+// identity; a userinfo hiccup on a refresh does the same.
+func (c *Client) claimsOf(ctx context.Context, meta *Metadata, accessToken string, idc *verify.Claims, check tokenCheck) (map[string]any, error) {
+	if idc == nil {
+		return map[string]any{}, nil
+	}
+	claims := map[string]any{}
+	for k, val := range idc.Map() {
+		claims[k] = val
+	}
+	if meta.Endpoints.Userinfo == "" {
+		return claims, nil
+	}
+	info, err := c.userinfo(ctx, meta.Endpoints.Userinfo, accessToken)
+	if err != nil {
+		if check.refresh {
+			return map[string]any{}, nil
+		}
+		return nil, err
+	}
+	if sub, _ := info["sub"].(string); sub != idc.Subject {
+		return nil, fmt.Errorf("%w: sub differs from the ID token's", ErrUserinfo)
+	}
+	for k, val := range info {
+		if _, ok := claims[k]; !ok {
+			claims[k] = val
+		}
+	}
+	return claims, nil
+}
+
+// expiryOf is the access token's expiry from expires_in, on our clock
+// (x/oauth2 uses time.Now).
+func (c *Client) expiryOf(tok *oauth2.Token) time.Time {
+	if tok.ExpiresIn > 0 {
+		return c.opts.Now().Add(time.Duration(tok.ExpiresIn) * time.Second)
+	}
+	return tok.Expiry
 }
 
 // checkIDToken verifies an ID token as OpenID Connect Core §3.1.3.7 asks
@@ -380,9 +413,9 @@ func (c *Client) checkIDToken(ctx context.Context, v *verify.Verifier, raw strin
 		// Other audiences are trusted only when the token says it was
 		// issued to this client (Core §3.1.3.7 items 3–5).
 		return nil, fmt.Errorf("%w: several audiences and no azp", ErrIDToken)
-	case check.subject != "" && idc.Subject != check.subject:
+	case check.refresh && idc.Subject != check.subject:
 		return nil, fmt.Errorf("%w: a refreshed ID token names another subject", ErrIDToken)
-	case check.subject == "" && (check.nonce == "" || subtle.ConstantTimeCompare([]byte(idc.Nonce), []byte(check.nonce)) != 1):
+	case !check.refresh && (check.nonce == "" || subtle.ConstantTimeCompare([]byte(idc.Nonce), []byte(check.nonce)) != 1):
 		return nil, fmt.Errorf("%w: nonce mismatch", ErrIDToken)
 	}
 	if idc.AccessTokenHash != "" && !atHashMatches(idc.Algorithm, idc.AccessTokenHash, accessToken) {

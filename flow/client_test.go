@@ -149,7 +149,7 @@ func (c *testClock) advance(d time.Duration) {
 }
 
 // newClient returns a Client of a Provider for p; mod may change either's options.
-func newClient(t *testing.T, p *scripted, mod ...func(*ProviderOptions, *Options)) *Client {
+func newClient(t *testing.T, p *scripted, mod ...func(*ProviderOptions, *ClientOptions)) *Client {
 	t.Helper()
 	now := (&testClock{t: epoch}).now
 	popts := ProviderOptions{
@@ -157,7 +157,7 @@ func newClient(t *testing.T, p *scripted, mod ...func(*ProviderOptions, *Options
 		Now:        now,
 		HTTPClient: httpx.NewClient(nil, 2*time.Second, 0),
 	}
-	opts := Options{
+	opts := ClientOptions{
 		ClientID:     clientID,
 		ClientSecret: clientSecret,
 		Scopes:       []string{"openid", "email"},
@@ -172,7 +172,7 @@ func newClient(t *testing.T, p *scripted, mod ...func(*ProviderOptions, *Options
 	}
 	t.Cleanup(prov.Close)
 	opts.Provider = prov
-	c, err := New(opts)
+	c, err := NewClient(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,17 +218,17 @@ func TestNewRejects(t *testing.T) {
 	prov, _ := NewProvider(context.Background(), ProviderOptions{Issuer: "https://i.example"})
 	for _, tc := range []struct {
 		name string
-		opts Options
+		opts ClientOptions
 	}{
-		{"no provider", Options{ClientID: "c", ClientSecret: "s"}},
-		{"no client id", Options{Provider: prov, ClientSecret: "s"}},
-		{"no secret", Options{Provider: prov, ClientID: "c"}},
-		{"no openid scope", Options{Provider: prov, ClientID: "c", ClientSecret: "s", Scopes: []string{"email"}}},
-		{"HS256 ID tokens", Options{Provider: prov, ClientID: "c", ClientSecret: "s", IDTokenAlgorithms: []string{"HS256"}}},
-		{"bad client auth", Options{Provider: prov, ClientID: "c", ClientSecret: "s", ClientAuth: 7}},
+		{"no provider", ClientOptions{ClientID: "c", ClientSecret: "s"}},
+		{"no client id", ClientOptions{Provider: prov, ClientSecret: "s"}},
+		{"no secret", ClientOptions{Provider: prov, ClientID: "c"}},
+		{"no openid scope", ClientOptions{Provider: prov, ClientID: "c", ClientSecret: "s", Scopes: []string{"email"}}},
+		{"HS256 ID tokens", ClientOptions{Provider: prov, ClientID: "c", ClientSecret: "s", IDTokenAlgorithms: []string{"HS256"}}},
+		{"bad client auth", ClientOptions{Provider: prov, ClientID: "c", ClientSecret: "s", ClientAuth: 7}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := New(tc.opts); err == nil {
+			if _, err := NewClient(tc.opts); err == nil {
 				t.Fatal("accepted")
 			}
 		})
@@ -286,7 +286,7 @@ func TestStartLogin(t *testing.T) {
 func TestFinishLoginHappyPath(t *testing.T) {
 	for _, auth := range []ClientAuth{AuthBasic, AuthPost} {
 		p := newScripted(t)
-		c := newClient(t, p, func(_ *ProviderOptions, o *Options) { o.ClientAuth = auth })
+		c := newClient(t, p, func(_ *ProviderOptions, o *ClientOptions) { o.ClientAuth = auth })
 		l, q := login(t, c, p)
 		p.set(func(p *scripted) { p.idToken = p.key.Sign(p.claims(q.Get("nonce")), nil) })
 		res, err := c.FinishLogin(context.Background(), redirectURL, callback(l, p.URL), l)
@@ -474,7 +474,7 @@ func TestFinishLoginProviderError(t *testing.T) {
 func TestReplayedCallback(t *testing.T) {
 	p := newScripted(t)
 	c := newClient(t, p)
-	store, err := session.NewCookieStore(session.Options{Secrets: [][]byte{[]byte("0123456789abcdef0123456789abcdef")}, Now: func() time.Time { return epoch }})
+	store, err := session.New(session.Options{Secrets: [][]byte{[]byte("0123456789abcdef0123456789abcdef")}, Now: func() time.Time { return epoch }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -569,7 +569,7 @@ func TestFinishLoginTokenEndpointTrouble(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newScripted(t)
-			c := newClient(t, p, func(o *ProviderOptions, _ *Options) { o.HTTPClient = httpx.NewClient(nil, 2*time.Second, 0) })
+			c := newClient(t, p, func(o *ProviderOptions, _ *ClientOptions) { o.HTTPClient = httpx.NewClient(nil, 2*time.Second, 0) })
 			l, _ := login(t, c, p)
 			p.set(func(p *scripted) { p.token = tc.handler })
 			res, err := c.FinishLogin(context.Background(), redirectURL, callback(l, p.URL), l)
@@ -665,9 +665,9 @@ func TestDiscoveryBackoff(t *testing.T) {
 		inner.ServeHTTP(w, r)
 	})
 	clock := &testClock{t: epoch}
-	c := newClient(t, p, func(o *ProviderOptions, _ *Options) { o.Now = clock.now })
+	c := newClient(t, p, func(o *ProviderOptions, _ *ClientOptions) { o.Now = clock.now })
 	for range 20 {
-		if _, err := c.Provider().Metadata(context.Background()); !errors.Is(err, ErrProviderUnavailable) {
+		if _, err := c.p.Metadata(context.Background()); !errors.Is(err, ErrProviderUnavailable) {
 			t.Fatalf("provider down: %v", err)
 		}
 	}
@@ -675,18 +675,18 @@ func TestDiscoveryBackoff(t *testing.T) {
 		t.Fatalf("%d discovery attempts within the backoff, want 1", n)
 	}
 	clock.advance(time.Second)
-	c.Provider().Metadata(context.Background())
+	c.p.Metadata(context.Background())
 	if n := p.discovery.Load(); n != 2 {
 		t.Fatalf("%d attempts after 1s, want 2", n)
 	}
 	clock.advance(time.Second) // the second failure backs off 2s
-	c.Provider().Metadata(context.Background())
+	c.p.Metadata(context.Background())
 	if n := p.discovery.Load(); n != 2 {
 		t.Fatalf("%d attempts 1s after the second failure, want 2", n)
 	}
 	down.Store(false)
 	clock.advance(time.Second)
-	m, err := c.Provider().Metadata(context.Background())
+	m, err := c.p.Metadata(context.Background())
 	if err != nil || m.Endpoints.Token != p.URL+"/token" {
 		t.Fatalf("provider back: %v %v", m, err)
 	}
@@ -697,7 +697,7 @@ func TestDiscoveryBackoff(t *testing.T) {
 
 func TestExplicitEndpointsSkipDiscovery(t *testing.T) {
 	p := newScripted(t)
-	c := newClient(t, p, func(o *ProviderOptions, _ *Options) {
+	c := newClient(t, p, func(o *ProviderOptions, _ *ClientOptions) {
 		o.Endpoints = Endpoints{Authorization: p.URL + "/authorize", Token: p.URL + "/token", JWKS: p.URL + "/jwks"}
 	})
 	l, q := login(t, c, p)
@@ -725,7 +725,7 @@ func TestDiscoveredAlgorithmsAreIntersected(t *testing.T) {
 
 func TestPrompt(t *testing.T) {
 	p := newScripted(t)
-	c := newClient(t, p, func(_ *ProviderOptions, o *Options) { o.Prompt = "consent" })
+	c := newClient(t, p, func(_ *ProviderOptions, o *ClientOptions) { o.Prompt = "consent" })
 	_, q := login(t, c, p)
 	if q.Get("prompt") != "consent" {
 		t.Fatalf("prompt = %q", q.Get("prompt"))

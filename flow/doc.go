@@ -11,10 +11,10 @@
 // authorization, token and JWKS endpoints are all given. KeySet hands out
 // one verify.KeySet per jwks_uri.
 //
-// A Client (New) is a registered confidential client at a Provider.
+// A Client (NewClient) is a registered confidential client at a Provider.
 // StartLogin returns the authorization URL and a session.Login holding a
 // fresh state, nonce and PKCE S256 verifier and the return-to URL; the
-// caller keeps the Login in a login cookie (session.CookieStore.SaveLogin).
+// caller keeps the Login in a login cookie (session.Manager.SaveLogin).
 // FinishLogin takes the callback's query and that Login and checks, in this
 // order: a provider `error` (*ProviderError); the state, in constant time
 // (ErrStateMismatch); the RFC 9207 `iss` parameter (ErrIssuerMismatch); the
@@ -22,8 +22,21 @@
 // golang.org/x/oauth2 (*ExchangeError on refusal), verifies the ID token
 // with package verify and then the OpenID Connect rules on top (sub, iat,
 // no untrusted audience, azp, nonce, at_hash), and fetches userinfo, whose
-// sub must equal the ID token's. Every provider call goes through one HTTP
-// client with a timeout and a response-size cap.
+// sub must equal the ID token's. The claims become the Result's Identity
+// through the client's identity.Mapper, and NewSession turns a Result into
+// a new session. Every provider call goes through one HTTP client with a
+// timeout and a response-size cap.
+//
+// A Refresher keeps sessions fresh: a session whose access token is about
+// to expire is refreshed through a TokenRefresher (the Client's Refresh),
+// one refresh per session at a time within a RefreshGroup, and Refreshed
+// builds the session that follows. EndSessionURL and Revoke (logout.go)
+// serve sign-out.
+//
+// Errors: callers branch on the category (ErrProviderUnavailable,
+// ErrIDToken, ErrStateMismatch, …, or a typed *ProviderError,
+// *ExchangeError, *InsufficientScopeError), wrapped with %w; the cause
+// after it is wrapped with %v where callers must not branch on it.
 //
 // A Bearer (NewBearer) validates access tokens for an API: a verify
 // Verifier with a verified-token cache, built on first use from the

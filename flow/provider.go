@@ -47,11 +47,10 @@ type Provider struct {
 	gate   flight.Gate
 	meta   atomic.Pointer[Metadata]
 
-	mu      sync.Mutex // guards fails, lastErr, keySets
+	mu      sync.Mutex // guards fails, lastErr, owned
 	fails   int
 	lastErr error
-	keySets map[string]verify.KeySet
-	owned   []*verify.RemoteKeySet
+	owned   map[string]*verify.RemoteKeySet // by jwks_uri, when the Provider owns its key sets
 }
 
 // NewProvider checks opts and returns a Provider. It makes no network
@@ -76,7 +75,7 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Provider{opts: opts, keySets: map[string]verify.KeySet{}}
+	p := &Provider{opts: opts, owned: map[string]*verify.RemoteKeySet{}}
 	p.ctx, p.cancel = context.WithCancel(ctx)
 	return p, nil
 }
@@ -156,36 +155,32 @@ func (p *Provider) fetchMetadata() (*Metadata, error) {
 	return meta, nil
 }
 
-// KeySet returns the key set for jwksURI, one per URL for the Provider's
-// lifetime.
+// KeySet returns the key set for jwksURI: from ProviderOptions.KeySet, or
+// one the Provider owns per URL for its lifetime.
 func (p *Provider) KeySet(jwksURI string) (verify.KeySet, error) {
 	if jwksURI == "" {
 		return nil, errors.New("flow: no jwks_uri")
 	}
+	if p.opts.KeySet != nil {
+		return p.opts.KeySet(jwksURI) // shared sets are cached by their owner
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if ks, ok := p.keySets[jwksURI]; ok {
+	if ks, ok := p.owned[jwksURI]; ok {
 		return ks, nil
 	}
-	var ks verify.KeySet
-	if p.opts.KeySet != nil {
-		var err error
-		if ks, err = p.opts.KeySet(jwksURI); err != nil {
-			return nil, err
-		}
-	} else {
-		remote, err := verify.NewRemoteKeySet(p.ctx, jwksURI, verify.RemoteOptions{
-			HTTPClient: p.opts.HTTPClient,
-			Logger:     p.opts.Logger,
-		})
-		if err != nil {
-			return nil, err
-		}
-		p.owned = append(p.owned, remote)
-		ks = remote
+	if p.owned == nil {
+		return nil, errors.New("flow: the provider was closed")
 	}
-	p.keySets[jwksURI] = ks
-	return ks, nil
+	remote, err := verify.NewRemoteKeySet(p.ctx, jwksURI, verify.RemoteOptions{
+		HTTPClient: p.opts.HTTPClient,
+		Logger:     p.opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.owned[jwksURI] = remote
+	return remote, nil
 }
 
 // signingAlgorithms returns configured, else the metadata's advertised

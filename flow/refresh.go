@@ -6,16 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/gatehouse-auth/gatehouse/internal/httpx"
 	"github.com/gatehouse-auth/gatehouse/session"
 )
 
@@ -53,72 +49,7 @@ func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (*Re
 		}
 		return nil, err
 	}
-	return c.result(ctx, meta, v, tok, tokenCheck{subject: subject})
-}
-
-// EndSessionURL returns the provider's RP-initiated logout URL (OpenID
-// Connect RP-Initiated Logout 1.0): id_token_hint when idToken is known,
-// else client_id; post_logout_redirect_uri; a fresh state. ok is false
-// when the provider has no end_session_endpoint.
-func (c *Client) EndSessionURL(ctx context.Context, idToken, postLogoutRedirect string) (u string, ok bool) {
-	meta, err := c.p.Metadata(ctx)
-	if err != nil || meta.Endpoints.EndSession == "" {
-		return "", false
-	}
-	q := url.Values{}
-	if idToken != "" {
-		q.Set("id_token_hint", idToken)
-	} else {
-		q.Set("client_id", c.opts.ClientID)
-	}
-	if postLogoutRedirect != "" {
-		q.Set("post_logout_redirect_uri", postLogoutRedirect)
-		if idToken != "" {
-			q.Set("client_id", c.opts.ClientID)
-		}
-	}
-	q.Set("state", session.NewID())
-	sep := "?"
-	if strings.Contains(meta.Endpoints.EndSession, "?") {
-		sep = "&"
-	}
-	return meta.Endpoints.EndSession + sep + q.Encode(), true
-}
-
-// Revoke asks the provider to revoke token (RFC 7009), when it has a
-// revocation endpoint. It is best effort: errors are returned for logging.
-func (c *Client) Revoke(ctx context.Context, token, hint string) error {
-	meta, err := c.p.Metadata(ctx)
-	if err != nil {
-		return err
-	}
-	if meta.Endpoints.Revocation == "" || token == "" {
-		return nil
-	}
-	form := url.Values{"token": {token}, "token_type_hint": {hint}}
-	if c.opts.ClientAuth == AuthPost {
-		form.Set("client_id", c.opts.ClientID)
-		form.Set("client_secret", c.opts.ClientSecret)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, meta.Endpoints.Revocation, strings.NewReader(form.Encode()))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if c.opts.ClientAuth == AuthBasic {
-		req.SetBasicAuth(url.QueryEscape(c.opts.ClientID), url.QueryEscape(c.opts.ClientSecret))
-	}
-	resp, err := c.p.opts.HTTPClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("flow: revocation: %w", err)
-	}
-	if _, err := httpx.ReadAll(resp); err != nil {
-		return fmt.Errorf("flow: revocation: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("flow: revocation endpoint answered %d", resp.StatusCode)
-	}
-	return nil
+	return c.result(ctx, meta, v, tok, tokenCheck{refresh: true, subject: subject})
 }
 
 // Defaults of RefresherOptions.
@@ -131,13 +62,16 @@ const (
 	recentRefreshSize = 10000
 )
 
+// TokenRefresher spends a refresh token for new tokens. *Client is one;
+// a provider kind that refreshes differently brings its own.
+type TokenRefresher interface {
+	Refresh(ctx context.Context, refreshToken, subject string) (*Result, error)
+}
+
 // RefresherOptions configures a Refresher.
 type RefresherOptions struct {
 	// Client refreshes the tokens. Required.
-	Client *Client
-	// Update builds the refreshed session from the old one and the
-	// refresh result (claims may have changed). Required.
-	Update func(old *session.Session, res *Result) (*session.Session, error)
+	Client TokenRefresher
 	// Before: tokens expiring within this are refreshed. Default 1m.
 	Before time.Duration
 	// Now is the clock. Default time.Now.
@@ -180,8 +114,8 @@ type recentRefresh struct {
 
 // NewRefresher checks opts.
 func NewRefresher(opts RefresherOptions) (*Refresher, error) {
-	if opts.Client == nil || opts.Update == nil {
-		return nil, errors.New("flow: refresher: a client and an update function are required")
+	if opts.Client == nil {
+		return nil, errors.New("flow: refresher: a client is required")
 	}
 	if opts.Before == 0 {
 		opts.Before = DefaultRefreshBefore
@@ -237,10 +171,7 @@ func (r *Refresher) Fresh(ctx context.Context, s *session.Session) (fresh *sessi
 		if err != nil {
 			return nil, err
 		}
-		next, err := r.opts.Update(s, res)
-		if err != nil {
-			return nil, err
-		}
+		next := Refreshed(s, res)
 		r.g.recent.Add(key, recentRefresh{sess: next, at: r.opts.Now()})
 		return next, nil
 	})

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gatehouse-auth/gatehouse/identity"
 	"net/http"
 	"net/url"
 	"strings"
@@ -86,25 +87,10 @@ func refreshFixture(t *testing.T, clock *testClock) (*Refresher, *rotatingTokens
 		}
 	})
 	rt := newRotating(p)
-	c := newClient(t, p, func(po *ProviderOptions, o *Options) { po.Now, o.Now = clock.now, clock.now })
+	c := newClient(t, p, func(po *ProviderOptions, o *ClientOptions) { po.Now, o.Now = clock.now, clock.now })
 	r, err := NewRefresher(RefresherOptions{
 		Client: c,
 		Now:    clock.now,
-		Update: func(old *session.Session, res *Result) (*session.Session, error) {
-			next := *old
-			next.AccessToken = res.Tokens.AccessToken
-			next.AccessExpiry = res.Tokens.Expiry.Unix()
-			if res.Tokens.RefreshToken != "" {
-				next.RefreshToken = res.Tokens.RefreshToken
-			}
-			if g, ok := res.Claims["groups"].([]any); ok {
-				next.Groups = nil
-				for _, v := range g {
-					next.Groups = append(next.Groups, v.(string))
-				}
-			}
-			return &next, nil
-		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +100,7 @@ func refreshFixture(t *testing.T, clock *testClock) (*Refresher, *rotatingTokens
 
 func expiringSession(clock *testClock, in time.Duration) *session.Session {
 	return &session.Session{
-		ID: "sess-1", Subject: "user-1", User: "user-1", Groups: []string{"admins"},
+		ID: "sess-1", Identity: identity.Identity{Subject: "user-1", User: "user-1", Groups: []string{"admins"}},
 		AccessToken: "at-0", RefreshToken: "rt-0",
 		AccessExpiry: clock.now().Add(in).Unix(), Created: clock.now().Unix(),
 	}

@@ -21,7 +21,7 @@ func realisticSession(extra int) *Session {
 
 func benchLoad(b *testing.B, extra, cacheSize int, wantChunks int) {
 	c := &clock{epoch}
-	s, err := NewCookieStore(Options{Secrets: [][]byte{secretA}, Now: c.now, Lifetime: DefaultLifetime, CacheSize: cacheSize})
+	s, err := New(Options{Secrets: [][]byte{secretA}, Now: c.now, Lifetime: DefaultLifetime, CacheSize: cacheSize})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,27 +1,45 @@
-// Package session keeps gatehouse's state in the browser: the signed-in
-// user's session and the logins in progress, each sealed into cookies.
+// Package session keeps gatehouse's sessions and the logins in progress,
+// carried by sealed cookies.
 //
-// A Codec seals bytes with gorilla/securecookie (AES-256-CTR, then
-// HMAC-SHA256 over the cookie name, a timestamp and the ciphertext). Its keys
-// are derived with HKDF-SHA256 from each configured secret and a purpose
-// ("session", "login"), so a login cookie never unseals as a session. The
-// first secret seals and every secret unseals, which lets operators rotate
-// secrets without logging users out.
+// A Manager (New) is what callers use. Load returns the session a request
+// carries, Save writes a session's cookie, and Revoke signs a session out.
+// Anything wrong with the cookies — missing, tampered, truncated,
+// reordered, expired, sealed with a removed secret, revoked — is
+// ErrNoSession (or wraps it; ErrExpired, ErrRevoked), so the caller treats
+// it as "not signed in" and never as a server error. A cookie decoded once
+// is answered from a small cache until the session's lifetime ends, but
+// revocation is asked on every Load.
 //
-// A CookieStore (NewCookieStore) is the default store. Save marshals a
-// Session compactly, seals it and, when the result does not fit one cookie,
-// splits it into numbered chunks (_gatehouse, _gatehouse_1, …) and expires
-// stale higher chunks. Load reassembles the chunks, unseals them and checks
-// the absolute lifetime against the login time recorded inside the sealed
-// value. Anything wrong with the cookies — missing, tampered, truncated,
-// reordered, expired, sealed with a removed secret — is ErrNoSession, so the
-// caller treats it as "not signed in" and never as a server error.
+// A Store keeps sessions behind the cookie: Save gives the value the
+// cookie carries, Load turns that value back into a Session, and
+// Revoke/Revoked keep track of signed-out sessions. The default,
+// CookieStore (NewCookieStore), keeps the whole session in the cookie as
+// compact JSON, so no per-user state lives on the server. Its revocation
+// is an in-memory denylist: it holds in this process, for every Manager
+// sharing the CookieStore (Options.Store), not on other instances or after
+// a restart. A shared store would make it cluster-wide.
+//
+// Cookies, embedded in the Manager, is the transport. It seals the
+// Store's value and, when the result does not fit one cookie, splits it
+// into numbered chunks (_gatehouse, _gatehouse_1, …; the first says how
+// many), expiring stale higher chunks; on Load it reassembles them and
+// ignores stray ones. Load checks the absolute lifetime against the login
+// time recorded inside the session. ClearSession and ClearAll expire the
+// cookies, HasSession tells whether a request carries a session cookie at
+// all, and StripCookies removes our cookies from a request before it is
+// passed upstream. CheckCookieName and CheckCookieDomain validate the
+// configuration.
 //
 // SaveLogin and TakeLogin keep one Login (state, nonce, PKCE verifier,
 // return-to) per login in progress, in a short-lived cookie named after a
 // hash of its state, so parallel logins in several tabs all finish.
 // TakeLogin expires the cookie as it reads it: a callback works once.
 //
-// StripCookies removes the store's cookies from a request before it is
-// passed upstream.
+// A Codec seals bytes with gorilla/securecookie (AES-256-CTR, then
+// HMAC-SHA256 over the cookie name, a timestamp and the ciphertext). Its
+// keys are derived with HKDF-SHA256 from each configured secret and a
+// purpose ("session", "login", with Options.Binding), so a login cookie
+// never unseals as a session. The first secret seals and every secret
+// unseals, which lets operators rotate secrets without logging users out;
+// Load reports a session sealed with an older secret so it is saved again.
 package session

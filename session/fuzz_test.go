@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-// FuzzUnseal feeds arbitrary bytes to the codec and the cookie store: the
-// answer is always an error (ErrNoSession for the store), never a panic.
+// FuzzUnseal feeds arbitrary bytes to the codec and the Manager: the
+// answer is always an error (ErrNoSession for the Manager), never a panic.
 func FuzzUnseal(f *testing.F) {
 	c := &clock{epoch}
-	s := newStore(f, c, secretA)
+	s := newManager(f, c, secretA)
 	w := httptest.NewRecorder()
 	_ = s.Save(w, request(nil), testSession(epoch))
 	good := w.Result().Cookies()[0].Value
@@ -38,10 +38,10 @@ func FuzzUnseal(f *testing.F) {
 }
 
 // FuzzCookieHeader throws arbitrary Cookie headers at every reader of the
-// store (THREATS: CVE-2023-28625, CVE-2024-24814 in mod_auth_openidc).
+// cookies (THREATS: CVE-2023-28625, CVE-2024-24814 in mod_auth_openidc).
 func FuzzCookieHeader(f *testing.F) {
 	c := &clock{epoch}
-	s := newStore(f, c, secretA)
+	s := newManager(f, c, secretA)
 	for _, seed := range []string{"", ";", "=;=", "_gatehouse", "_gatehouse=", "_gatehouse_1=a; _gatehouse=b", "_gatehouse_login_x=1", `_gatehouse="`, "a=b; _gatehouse_99=c"} {
 		f.Add(seed)
 	}
@@ -60,7 +60,7 @@ func FuzzCookieHeader(f *testing.F) {
 		for _, line := range r.Header["Cookie"] {
 			for part := range strings.SplitSeq(line, ";") {
 				name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-				if s.IsOwnCookie(strings.TrimSpace(name)) {
+				if s.isOwnCookie(strings.TrimSpace(name)) {
 					t.Fatalf("StripCookies left %q in %q", name, line)
 				}
 			}

@@ -1,8 +1,30 @@
 package session
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
 	"time"
+)
+
+// Limits of the login cookies.
+const (
+	// maxLogins bounds concurrent login cookies (one per tab mid-login).
+	maxLogins = 8
+	// loginMaxLen bounds a sealed login cookie.
+	loginMaxLen = 2048
+	// maxStateLen bounds the state parameter we look a login cookie up by.
+	maxStateLen = 512
+)
+
+// Errors of the login cookie.
+var (
+	ErrNoLogin = errors.New("session: no login in progress for this state")
 )
 
 // Login is one login in progress: what the callback needs to finish it.
@@ -39,4 +61,119 @@ func unmarshalLogin(b []byte) (*Login, error) {
 func (l *Login) fresh(now time.Time, ttl time.Duration) bool {
 	created := time.Unix(l.Created, 0)
 	return l.Created > 0 && !created.After(now.Add(time.Minute)) && now.Before(created.Add(ttl))
+}
+
+// SaveLogin seals login into its own short-lived cookie, named after its
+// state, so logins in several tabs do not overwrite each other. When r
+// already carries the maximum number of login cookies, the oldest are
+// expired.
+func (c *Cookies) SaveLogin(w http.ResponseWriter, r *http.Request, login *Login) error {
+	name, err := c.loginName(login.State)
+	if err != nil {
+		return err
+	}
+	plain, err := login.marshal()
+	if err != nil {
+		return fmt.Errorf("session: encoding login: %w", err)
+	}
+	sealed, err := c.loginCodec.Seal(name, plain)
+	if err != nil {
+		return err
+	}
+	c.expireOldLogins(w, r)
+	http.SetCookie(w, c.loginCookie(name, sealed, int(c.opts.LoginTTL/time.Second)))
+	return nil
+}
+
+// TakeLogin finds the login cookie for state, expires it (a login cookie is
+// used once), and returns the unexpired login it holds. The caller must
+// still compare login.State with state in constant time.
+func (c *Cookies) TakeLogin(w http.ResponseWriter, r *http.Request, state string) (*Login, error) {
+	name, err := c.loginName(state)
+	if err != nil {
+		return nil, err
+	}
+	var value string
+	found := false
+	c.scan(r, func(n, v string) {
+		if n == name && !found {
+			value, found = v, true
+		}
+	})
+	if !found {
+		return nil, ErrNoLogin
+	}
+	http.SetCookie(w, c.loginCookie(name, "", -1))
+	plain, _, err := c.loginCodec.Unseal(name, value)
+	if err != nil {
+		return nil, ErrNoLogin
+	}
+	login, err := unmarshalLogin(plain)
+	if err != nil {
+		return nil, ErrNoLogin
+	}
+	if !login.fresh(c.opts.Now(), c.opts.LoginTTL) {
+		return nil, ErrNoLogin
+	}
+	return login, nil
+}
+
+// expireOldLogins keeps at most maxLogins-1 login cookies on r (so that one
+// more fits), expiring undecodable ones first, then the oldest. Only the
+// first few dozen are looked at; a request carrying more is not a browser.
+func (c *Cookies) expireOldLogins(w http.ResponseWriter, r *http.Request) {
+	type entry struct {
+		name    string
+		created int64
+	}
+	var logins []entry
+	c.scan(r, func(name, value string) {
+		if !c.isLoginName(name) || len(logins) >= 8*maxLogins {
+			return
+		}
+		e := entry{name: name}
+		if plain, _, err := c.loginCodec.Unseal(name, value); err == nil {
+			if l, err := unmarshalLogin(plain); err == nil {
+				e.created = l.Created
+			}
+		}
+		logins = append(logins, e)
+	})
+	excess := len(logins) - (maxLogins - 1)
+	if excess <= 0 {
+		return
+	}
+	slices.SortFunc(logins, func(a, b entry) int { return int(a.created - b.created) })
+	for _, e := range logins[:excess] {
+		http.SetCookie(w, c.loginCookie(e.name, "", -1))
+	}
+}
+
+// loginCookie is host-only and Lax whatever the session cookie's settings:
+// the provider's redirect back is a cross-site top-level navigation that
+// Strict would strip, and the callback always returns to the login's host.
+func (c *Cookies) loginCookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     "/",
+		MaxAge:   maxAge,
+		Secure:   !c.opts.Insecure,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+// loginName is the login cookie's name for state: Name_login_ and 16 hex
+// digits of the state's SHA-256, a valid cookie name whatever the state.
+func (c *Cookies) loginName(state string) (string, error) {
+	if state == "" || len(state) > maxStateLen {
+		return "", ErrNoLogin
+	}
+	sum := sha256.Sum256([]byte(state))
+	return c.loginPrefix + hex.EncodeToString(sum[:8]), nil
+}
+
+func (c *Cookies) isLoginName(name string) bool {
+	return strings.HasPrefix(name, c.loginPrefix)
 }

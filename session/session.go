@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
 )
 
 // Errors callers branch on. Every reason a cookie is unusable is ErrNoSession
@@ -17,32 +19,19 @@ var (
 	ErrInvalid   = fmt.Errorf("%w: cookie does not authenticate", ErrNoSession)
 	ErrExpired   = fmt.Errorf("%w: session expired", ErrNoSession)
 	ErrTooLarge  = errors.New("session: sealed session exceeds the cookie size limit")
+	// ErrRevoked: the session was signed out (Manager.Revoke).
+	ErrRevoked = fmt.Errorf("%w: signed out", ErrNoSession)
 )
 
-// Session is what the gateway remembers about a signed-in user. It is sealed
-// into the session cookie; field names are short to keep the cookie small.
+// Session is what the gateway remembers about a signed-in user: who they
+// are (the embedded Identity, whose fields stay at the top level of the
+// JSON) and the provider's tokens. A CookieStore keeps all of it in the
+// session cookie, so the JSON names are short.
 type Session struct {
 	// ID is random per login and never reused, so a new login never
 	// continues an old session (no fixation).
 	ID string `json:"id"`
-	// Subject is the provider's `sub` for the user.
-	Subject string `json:"sub"`
-	// User is the value of the configured user claim (default `sub`).
-	User string `json:"u,omitempty"`
-	// Email is the value of the configured email claim.
-	Email string `json:"em,omitempty"`
-	// EmailVerified is true when the provider said `email_verified: true`.
-	EmailVerified bool `json:"ev,omitempty"`
-	// EmailUnverified is true when the provider said `email_verified: false`.
-	EmailUnverified bool `json:"eu,omitempty"`
-	// PreferredUsername is the `preferred_username` claim.
-	PreferredUsername string `json:"pu,omitempty"`
-	// Name is the `name` claim.
-	Name string `json:"n,omitempty"`
-	// Groups is the value of the configured groups claim.
-	Groups []string `json:"g,omitempty"`
-	// Claims holds further claims the configuration maps or checks.
-	Claims map[string][]string `json:"c,omitempty"`
+	identity.Identity
 	// SID is the provider's session id (`sid`), for logout.
 	SID string `json:"sid,omitempty"`
 	// AccessToken, RefreshToken and IDToken are the provider's tokens.

@@ -1,0 +1,183 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/gatehouse-auth/gatehouse/flow"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/session"
+)
+
+// mode is what a gatehouse block authenticates.
+type mode uint8
+
+const (
+	// modeLogin: browser sessions (and bearer tokens, with a bearer block).
+	modeLogin mode = iota
+	// modeAPI: bearer { only } — bearer tokens alone; no sessions, no logins.
+	modeAPI
+)
+
+// unauthenticatedAction is the parsed `unauthenticated`.
+type unauthenticatedAction uint8
+
+const (
+	// unauthDefault: browser navigations log in, other requests get 401.
+	unauthDefault unauthenticatedAction = iota
+	unauthRedirect
+	unauth401
+	unauthAllow
+)
+
+var unauthenticatedActions = map[string]unauthenticatedAction{
+	"": unauthDefault, "redirect": unauthRedirect, "401": unauth401, "allow": unauthAllow,
+}
+
+var sameSites = map[string]http.SameSite{
+	"lax": http.SameSiteLaxMode, "strict": http.SameSiteStrictMode, "none": http.SameSiteNoneMode,
+}
+
+// resolver replaces {env.*}, {file.*} and other global placeholders in
+// config values, collecting errors that name the sub-directive. A secret's
+// error never shows the value (not even the part that looked like a
+// placeholder).
+type resolver struct {
+	repl *caddy.Replacer
+	errs []error
+}
+
+func (r *resolver) resolve(name string, v *string, secret bool) {
+	if *v == "" {
+		return
+	}
+	out, err := r.repl.ReplaceOrErr(*v, true, true)
+	switch {
+	case err == nil:
+		*v = out
+	case secret:
+		r.errs = append(r.errs, fmt.Errorf("gatehouse: %s: a placeholder in it is unknown or empty (is the environment variable or file there?)", name))
+	default:
+		r.errs = append(r.errs, fmt.Errorf("gatehouse: %s: %w", name, err))
+	}
+}
+
+func (r *resolver) one(name string, v *string)    { r.resolve(name, v, false) }
+func (r *resolver) secret(name string, v *string) { r.resolve(name, v, true) }
+
+func (r *resolver) many(name string, vs []string) {
+	for i := range vs {
+		r.resolve(name, &vs[i], false)
+	}
+}
+
+func (r *resolver) secrets(name string, vs []string) {
+	for i := range vs {
+		r.resolve(name, &vs[i], true)
+	}
+}
+
+// resolvePlaceholders resolves every string field once, at provisioning.
+func (g *Gatehouse) resolvePlaceholders() error {
+	r := &resolver{repl: caddy.NewReplacer()}
+	g.ProviderConfig.resolve(r)
+	r.one("path_prefix", &g.PathPrefix)
+	r.secrets("cookie_secret", g.CookieSecrets)
+	r.one("cookie_name", &g.CookieName)
+	r.one("cookie_domain", &g.CookieDomain)
+	r.one("cookie_samesite", &g.CookieSameSite)
+	r.many("trusted_redirect_hosts", g.TrustedRedirectHosts)
+	r.one("unauthenticated", &g.Unauthenticated)
+	r.one("post_logout_redirect", &g.PostLogoutRedirect)
+	r.many("allow_emails", g.AllowEmails)
+	r.many("allow_domains", g.AllowDomains)
+	r.many("allow_groups", g.AllowGroups)
+	for _, values := range g.AllowClaims {
+		r.many("allow_claim", values)
+	}
+	for name, claim := range g.Headers {
+		r.one("header", &claim)
+		g.Headers[name] = claim
+	}
+	if b := g.Bearer; b != nil {
+		r.many("bearer audience", b.Audiences)
+		r.one("bearer issuer", &b.Issuer)
+		r.one("bearer jwks_uri", &b.JWKSURI)
+		r.many("bearer algorithms", b.Algorithms)
+		r.many("bearer required_scopes", b.RequiredScopes)
+	}
+	return errors.Join(r.errs...)
+}
+
+// applyDefaults fills the documented defaults, so JSON and Caddyfile
+// configs behave alike.
+func (g *Gatehouse) applyDefaults() {
+	g.ProviderConfig.applyDefaults()
+	setDefault(&g.PathPrefix, "/oauth2")
+	setDefault(&g.CookieName, session.DefaultName)
+	setDefault(&g.CookieSameSite, "lax")
+	setDefault(&g.PostLogoutRedirect, "/")
+	if g.SessionLifetime == 0 {
+		g.SessionLifetime = caddy.Duration(session.DefaultLifetime)
+	}
+	if g.RefreshBefore == 0 {
+		g.RefreshBefore = caddy.Duration(flow.DefaultRefreshBefore)
+	}
+}
+
+func setDefault(v *string, d string) {
+	if *v == "" {
+		*v = d
+	}
+}
+
+// parse turns the checked config into what the request path reads: typed
+// enums, paths, host patterns, rules, and the headers to strip and set.
+func (g *Gatehouse) parse() {
+	g.mode = modeLogin
+	if g.Bearer != nil && g.Bearer.Only {
+		g.mode = modeAPI
+	}
+	g.unauthenticated = unauthenticatedActions[g.Unauthenticated]
+	g.sameSite = sameSites[g.CookieSameSite]
+	g.callbackPath = g.PathPrefix + "/callback"
+	g.signOutPath = g.PathPrefix + "/sign_out"
+	g.trusted, _ = flow.NewHostPatterns(g.TrustedRedirectHosts) // checked by Validate
+	g.rules = newRules(g.AllowEmails, g.AllowDomains, g.AllowGroups, g.AllowClaims)
+	g.strip = slices.Clone(identityHeaders)
+	if g.PassAuthorization {
+		// gatehouse sets it: a client's own never reaches the upstream.
+		g.strip = append(g.strip, "Authorization")
+	}
+	for name, claim := range g.Headers {
+		name = http.CanonicalHeaderKey(name)
+		g.headerMap = append(g.headerMap, headerMapping{header: name, claim: claim})
+		g.strip = append(g.strip, name)
+	}
+	slices.SortFunc(g.headerMap, func(a, b headerMapping) int { return strings.Compare(a.header, b.header) })
+	for _, m := range g.headerMap {
+		g.claimsNeeded = append(g.claimsNeeded, m.claim)
+	}
+	for name := range g.AllowClaims {
+		g.claimsNeeded = append(g.claimsNeeded, name)
+	}
+	slices.Sort(g.claimsNeeded)
+	g.claimsNeeded = slices.Compact(g.claimsNeeded)
+}
+
+// claimSet is the set of further claims identities keep: the session
+// group's (every block of the login) with sessions, this block's alone
+// in bearer { only } mode.
+func (g *Gatehouse) claimSet() *identity.ClaimSet {
+	if g.group != nil {
+		return g.group.claims
+	}
+	s := &identity.ClaimSet{}
+	s.Add(g.claimsNeeded...)
+	return s
+}

@@ -1,0 +1,169 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
+)
+
+// Identity headers set for the upstream, canonical form.
+const (
+	headerUser              = "X-Forwarded-User"
+	headerEmail             = "X-Forwarded-Email"
+	headerPreferredUsername = "X-Forwarded-Preferred-Username"
+	headerGroups            = "X-Forwarded-Groups"
+	headerAccessToken       = "X-Forwarded-Access-Token"
+)
+
+// identityHeaders are deleted from every request before anything else, in
+// any letter case and with "_" for "-" (CVE-2025-64484, CVE-2026-52845):
+// the upstream never sees a client-supplied identity. Headers configured
+// with `header` are added to them.
+var identityHeaders = []string{headerUser, headerEmail, headerPreferredUsername, headerGroups, headerAccessToken}
+
+// stripHeaders deletes every header whose name equals one of names
+// ignoring case and treating "_" as "-". It allocates nothing.
+func stripHeaders(h http.Header, names []string) {
+	for name := range h {
+		for _, id := range names {
+			if sameHeaderName(name, id) {
+				delete(h, name)
+				break
+			}
+		}
+	}
+}
+
+func sameHeaderName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == '_' {
+			x = '-'
+		}
+		if y == '_' {
+			y = '-'
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// reservedHeaders may not be set with `header`: gatehouse's own identity
+// headers, and headers that would change what the request means.
+var reservedHeaders = append([]string{
+	"Authorization", "Cookie", "Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection",
+	"Te", "Upgrade", "Proxy-Authorization", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+}, identityHeaders...)
+
+// checkHeaderName accepts a header name for `header`: a token that is not
+// one of reservedHeaders.
+func checkHeaderName(name string) error {
+	if name == "" {
+		return errors.New("empty header name")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("invalid header name %q", name)
+		}
+	}
+	for _, r := range reservedHeaders {
+		if sameHeaderName(name, r) {
+			return fmt.Errorf("header %q is not one `header` may set", name)
+		}
+	}
+	return nil
+}
+
+// headerMapping is one `header NAME CLAIM`.
+type headerMapping struct {
+	header, claim string
+}
+
+// principal is an authenticated request: who it is, and with what.
+type principal struct {
+	id          *identity.Identity // shared with the session cache: read only
+	accessToken string
+	session     bool // signed in with a session cookie, not a bearer token
+}
+
+// setIdentity hands the identity to the next handlers: identity headers
+// (only those with a value), the mapped `header`s, the access token when
+// asked, and the placeholders Caddy's own authentication handler sets,
+// {http.auth.user.id} and {http.auth.user.<claim>} — resolved on use by
+// one provider rather than stored one by one.
+func (g *Gatehouse) setIdentity(r *http.Request, p principal) {
+	id := p.id
+	groups := strings.Join(id.Groups, ",")
+	// One backing array for the header values; each slice is capped at
+	// its length, so a later append copies instead of writing into it.
+	vals := make([]string, 0, 6+len(g.headerMap))
+	set := func(name, value string) {
+		if value != "" {
+			vals = append(vals, value)
+			n := len(vals)
+			r.Header[name] = vals[n-1 : n : n]
+		}
+	}
+	set(headerUser, id.User)
+	set(headerEmail, id.Email)
+	set(headerPreferredUsername, id.PreferredUsername)
+	set(headerGroups, groups)
+	if g.PassAccessToken {
+		set(headerAccessToken, p.accessToken)
+	}
+	if g.PassAuthorization && p.accessToken != "" {
+		set("Authorization", "Bearer "+p.accessToken)
+	}
+	for _, m := range g.headerMap {
+		set(m.header, strings.Join(id.Claims[m.claim], ","))
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Map(func(key string) (any, bool) {
+		name, ok := strings.CutPrefix(key, "http.auth.user.")
+		if !ok {
+			return nil, false
+		}
+		return g.placeholder(id, groups, name)
+	})
+}
+
+// placeholder is the value of {http.auth.user.<name>}.
+func (g *Gatehouse) placeholder(id *identity.Identity, groups, name string) (any, bool) {
+	switch name {
+	case "id":
+		return id.User, true
+	case "sub":
+		return id.Subject, true
+	case "email":
+		return id.Email, true
+	case "preferred_username":
+		return id.PreferredUsername, true
+	case "name":
+		return id.Name, true
+	case "groups":
+		return groups, true
+	}
+	for _, m := range g.headerMap {
+		if m.claim == name {
+			return strings.Join(id.Claims[name], ","), true
+		}
+	}
+	return nil, false
+}

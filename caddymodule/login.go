@@ -1,0 +1,156 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/gatehouse-auth/gatehouse/flow"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/session"
+)
+
+// startLogin sends the browser to the provider: a fresh login (state,
+// nonce, PKCE verifier, return-to) goes into its own login cookie.
+func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
+	returnTo := flow.SafeReturnTo(originalRequestURI(r), r.Host, g.trusted)
+	authURL, login, err := g.idp.login.StartLogin(r.Context(), g.redirectURL(r), returnTo)
+	if err != nil {
+		g.logger.Warn("cannot start a login: the OpenID provider is unavailable", zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		return fail(w, r, problem{
+			status:  http.StatusServiceUnavailable,
+			code:    "provider_unavailable",
+			title:   "Sign-in is unavailable",
+			message: "The identity provider cannot be reached right now. Please try again in a moment.",
+		}, err)
+	}
+	if err := g.sessions.SaveLogin(w, r, login); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	if c := g.logger.Check(zapcore.DebugLevel, "login started"); c != nil {
+		c.Write(zap.String("return_to", returnTo))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, authURL, http.StatusFound)
+	return nil
+}
+
+// serveCallback finishes a login at PathPrefix/callback.
+func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		return fail(w, r, problem{
+			status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+			title: "Method not allowed", message: "The sign-in callback accepts GET only.",
+		}, errors.New("gatehouse: callback method"))
+	}
+	q := r.URL.Query()
+	var login *session.Login
+	if state := q.Get("state"); state != "" {
+		// TakeLogin expires the login cookie: a callback URL works once.
+		login, _ = g.sessions.TakeLogin(w, r, state)
+	}
+	res, err := g.idp.login.FinishLogin(r.Context(), g.redirectURL(r), q, login)
+	if err != nil {
+		return g.loginFailed(w, r, err)
+	}
+	sess, err := flow.NewSession(res, g.now())
+	if err != nil {
+		return g.loginFailed(w, r, err)
+	}
+	if err := g.sessions.Save(w, r, sess); err != nil {
+		return g.loginFailed(w, r, err)
+	}
+	g.logger.Info("login succeeded", zap.String("sub", sess.Subject), zap.String("user", sess.User), zap.String("email", sess.Email))
+
+	// The return-to was validated when stored; validate it again now that
+	// it is used (CVE-2024-21497).
+	target := flow.SafeReturnTo(login.ReturnTo, r.Host, g.trusted)
+	w.Header().Set("Cache-Control", "no-store")
+	if g.sameSite == http.SameSiteStrictMode {
+		// The browser arrived here from the provider, a cross-site
+		// navigation: a redirect would still be cross-site and a Strict
+		// cookie would not be sent. A same-site page hop makes it count.
+		writeContinuePage(w, target)
+		return nil
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+	return nil
+}
+
+// loginFailed logs why a callback failed and answers with a page that
+// says what the user can do, without echoing anything from the request.
+func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, err error) error {
+	p := problem{
+		status:  http.StatusBadRequest,
+		code:    "login_failed",
+		title:   "Sign-in failed",
+		message: "This sign-in link is invalid, expired or was already used. Please start again.",
+	}
+	var pe *flow.ProviderError
+	var ee *flow.ExchangeError
+	switch {
+	case errors.As(err, &pe):
+		switch {
+		case pe.Code == "access_denied":
+			p.status, p.code, p.title = http.StatusForbidden, "access_denied", "Sign-in cancelled"
+			p.message = "Sign-in was cancelled or refused at the identity provider."
+		case knownProviderErrors[pe.Code]:
+			// Only codes from the specifications are shown: the query
+			// string is the attacker's to write.
+			p.message = "The identity provider could not sign you in (" + pe.Code + "). Please start again."
+		default:
+			p.message = "The identity provider could not sign you in. Please start again."
+		}
+	case errors.As(err, &ee):
+		p.message = "The identity provider did not accept this sign-in. Please start again."
+	case errors.Is(err, flow.ErrProviderUnavailable):
+		p.status, p.code, p.title = http.StatusBadGateway, "provider_unavailable", "Sign-in is unavailable"
+		p.message = "The identity provider cannot be reached right now. Please try again in a moment."
+	case errors.Is(err, flow.ErrIDToken), errors.Is(err, flow.ErrUserinfo), errors.Is(err, flow.ErrTokenResponse),
+		errors.Is(err, identity.ErrIncomplete), errors.Is(err, session.ErrTooLarge):
+		p.status, p.code = http.StatusBadGateway, "provider_response_rejected"
+		p.message = "The identity provider's answer could not be accepted. Please contact the site's administrator."
+	}
+	g.logger.Warn("login failed", zap.Int("status", p.status), zap.Error(err))
+	return fail(w, r, p, err)
+}
+
+// knownProviderErrors are the authorization error codes of RFC 6749
+// §4.1.2.1 and OpenID Connect Core §3.1.2.6.
+var knownProviderErrors = map[string]bool{
+	"invalid_request": true, "unauthorized_client": true, "access_denied": true,
+	"unsupported_response_type": true, "invalid_scope": true, "server_error": true,
+	"temporarily_unavailable": true, "interaction_required": true, "login_required": true,
+	"account_selection_required": true, "consent_required": true, "invalid_request_uri": true,
+	"invalid_request_object": true, "request_not_supported": true, "request_uri_not_supported": true,
+	"registration_not_supported": true,
+}
+
+// redirectURL is this site's callback URL.
+func (g *Gatehouse) redirectURL(r *http.Request) string {
+	return origin(r) + g.callbackPath
+}
+
+// origin is scheme://host of the request, from the connection's scheme and
+// the request's Host (what {http.request.scheme} and
+// {http.request.hostport} say), never from X-Forwarded-* headers.
+func origin(r *http.Request) string {
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
+}
+
+// originalRequestURI is the path and query the client asked for, before
+// any rewrite by earlier handlers (uri strip_prefix, handle_path).
+func originalRequestURI(r *http.Request) string {
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
+		return orig.URL.RequestURI()
+	}
+	return r.URL.RequestURI()
+}

@@ -1,0 +1,241 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/gatehouse-auth/gatehouse/flow"
+	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/verify"
+)
+
+// ProviderConfig is one identity provider and the client registered at
+// it. Its fields are written flat in the gatehouse block (issuer,
+// client_id, …), which is how a single provider is configured.
+type ProviderConfig struct {
+	// Issuer is the OpenID provider's issuer URL, exactly as in its tokens.
+	// Its endpoints come from Issuer/.well-known/openid-configuration.
+	// Required.
+	Issuer string `json:"issuer,omitempty"`
+	// AuthorizationEndpoint overrides the discovered authorization endpoint.
+	AuthorizationEndpoint string `json:"authorization_endpoint,omitempty"`
+	// TokenEndpoint overrides the discovered token endpoint.
+	TokenEndpoint string `json:"token_endpoint,omitempty"`
+	// UserinfoEndpoint overrides the discovered userinfo endpoint.
+	UserinfoEndpoint string `json:"userinfo_endpoint,omitempty"`
+	// JWKSURI overrides the discovered jwks_uri. When the authorization
+	// and token endpoints and the jwks_uri are all given, discovery is skipped.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+	// EndSessionEndpoint overrides the discovered end_session_endpoint.
+	EndSessionEndpoint string `json:"end_session_endpoint,omitempty"`
+
+	// ClientID of the confidential client registered at the provider. Required.
+	ClientID string `json:"client_id,omitempty"`
+	// ClientSecret of that client. Required; use {env.*} or {file.*}.
+	ClientSecret string `json:"client_secret,omitempty"`
+	// ClientAuth is how the client authenticates at the token endpoint:
+	// "basic" (client_secret_basic) or "post" (client_secret_post).
+	// Default: "basic".
+	ClientAuth string `json:"client_auth,omitempty"`
+	// Scopes requested at login; must include "openid".
+	// Default: openid email profile.
+	Scopes []string `json:"scopes,omitempty"`
+	// Prompt values sent at login (none, login, consent, select_account).
+	// Providers such as oidc-provider and Google issue refresh tokens for
+	// offline_access only with "consent". Default: none sent.
+	Prompt []string `json:"prompt,omitempty"`
+
+	// UserClaim names the claim that identifies the user upstream
+	// (X-Forwarded-User, {http.auth.user.id}). Default: "sub".
+	UserClaim string `json:"user_claim,omitempty"`
+	// EmailClaim names the claim carrying the e-mail. Default: "email".
+	EmailClaim string `json:"email_claim,omitempty"`
+	// GroupsClaim names the claim carrying the groups; a dotted name
+	// ("realm_access.roles") reaches into nested objects. Default: "groups".
+	GroupsClaim string `json:"groups_claim,omitempty"`
+}
+
+// The capabilities the request pipeline uses from a provider, one
+// interface each, so a provider kind implements what it has: an OpenID
+// Connect provider (*flow.Client) has them all; a plain OAuth 2.0 one
+// will lack end-session and perhaps revocation.
+type (
+	// authorizer runs logins: the authorization request and the callback.
+	authorizer interface {
+		StartLogin(ctx context.Context, redirectURL, returnTo string) (authURL string, login *session.Login, err error)
+		FinishLogin(ctx context.Context, redirectURL string, q flow.Query, login *session.Login) (*flow.Result, error)
+	}
+	// refresher keeps a session's tokens fresh (*flow.Refresher).
+	refresher interface {
+		Fresh(ctx context.Context, s *session.Session) (fresh *session.Session, updated bool, err error)
+	}
+	// revoker revokes a token at the provider (RFC 7009).
+	revoker interface {
+		Revoke(ctx context.Context, token, hint string) error
+	}
+	// endSessioner builds the provider's logout URL (RP-initiated logout).
+	endSessioner interface {
+		EndSessionURL(ctx context.Context, idToken, postLogoutRedirect string) (string, bool)
+	}
+	// tokenValidator checks bearer access tokens (*flow.Bearer).
+	tokenValidator interface {
+		Verify(ctx context.Context, token string) (*verify.Claims, error)
+		RequiredScopes() []string
+	}
+)
+
+// provider is a provisioned ProviderConfig: the provider's metadata and
+// keys, its capabilities, and the claims mapper of its identities. In
+// bearer { only } mode it has no client: login, refresh, revoke and
+// end-session are nil.
+type provider struct {
+	meta      *flow.Provider
+	mapper    *identity.Mapper
+	login     authorizer
+	refresh   refresher
+	revoke    revoker
+	endSesion endSessioner
+}
+
+// provision builds the provider. keySet shares JWKS caches (shared.go);
+// keep lists the claims sessions of this provider keep beyond the
+// standard ones; withClient is false in bearer { only } mode.
+func (pc *ProviderConfig) provision(ctx caddy.Context, keySet func(string) (verify.KeySet, error), keep *identity.ClaimSet, now func() time.Time) (*provider, error) {
+	meta, err := flow.NewProvider(ctx, flow.ProviderOptions{
+		Issuer: pc.Issuer,
+		Endpoints: flow.Endpoints{
+			Authorization: pc.AuthorizationEndpoint,
+			Token:         pc.TokenEndpoint,
+			Userinfo:      pc.UserinfoEndpoint,
+			JWKS:          pc.JWKSURI,
+			EndSession:    pc.EndSessionEndpoint,
+		},
+		KeySet: keySet,
+		Now:    now,
+		Logger: ctx.Slogger(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &provider{
+		meta:   meta,
+		mapper: &identity.Mapper{UserClaim: pc.UserClaim, EmailClaim: pc.EmailClaim, GroupsClaim: pc.GroupsClaim, Keep: keep},
+	}, nil
+}
+
+// provisionClient adds the login client and what it brings (refresh,
+// revocation, end-session) to p.
+func (pc *ProviderConfig) provisionClient(p *provider, group *flow.RefreshGroup, refreshBefore time.Duration, now func() time.Time) error {
+	client, err := flow.NewClient(flow.ClientOptions{
+		Provider:     p.meta,
+		ClientID:     pc.ClientID,
+		ClientSecret: pc.ClientSecret,
+		ClientAuth:   clientAuths[pc.ClientAuth],
+		Scopes:       pc.Scopes,
+		Prompt:       strings.Join(pc.Prompt, " "),
+		Mapper:       p.mapper,
+		Now:          now,
+	})
+	if err != nil {
+		return err
+	}
+	refresh, err := flow.NewRefresher(flow.RefresherOptions{Client: client, Before: refreshBefore, Now: now, Group: group})
+	if err != nil {
+		return err
+	}
+	p.login, p.refresh, p.revoke, p.endSesion = client, refresh, client, client
+	return nil
+}
+
+// clientAuths are the client_auth values.
+var clientAuths = map[string]flow.ClientAuth{"basic": flow.AuthBasic, "post": flow.AuthPost}
+
+// applyDefaults fills the documented defaults.
+func (pc *ProviderConfig) applyDefaults() {
+	setDefault(&pc.ClientAuth, "basic")
+	setDefault(&pc.UserClaim, identity.DefaultUserClaim)
+	setDefault(&pc.EmailClaim, identity.DefaultEmailClaim)
+	setDefault(&pc.GroupsClaim, identity.DefaultGroupsClaim)
+	if len(pc.Scopes) == 0 {
+		pc.Scopes = slices.Clone(flow.DefaultScopes)
+	}
+}
+
+// resolve replaces placeholders in every field (see resolver).
+func (pc *ProviderConfig) resolve(r *resolver) {
+	r.one("issuer", &pc.Issuer)
+	r.one("authorization_endpoint", &pc.AuthorizationEndpoint)
+	r.one("token_endpoint", &pc.TokenEndpoint)
+	r.one("userinfo_endpoint", &pc.UserinfoEndpoint)
+	r.one("jwks_uri", &pc.JWKSURI)
+	r.one("end_session_endpoint", &pc.EndSessionEndpoint)
+	r.one("client_id", &pc.ClientID)
+	r.secret("client_secret", &pc.ClientSecret)
+	r.one("client_auth", &pc.ClientAuth)
+	r.many("scopes", pc.Scopes)
+	r.many("prompt", pc.Prompt)
+	r.one("user_claim", &pc.UserClaim)
+	r.one("email_claim", &pc.EmailClaim)
+	r.one("groups_claim", &pc.GroupsClaim)
+}
+
+// validate checks the provider's values; withClient is false in
+// bearer { only } mode, where no client is needed.
+func (pc *ProviderConfig) validate(bad badFunc, withClient bool) {
+	if pc.Issuer == "" {
+		bad("issuer", "is required (the provider's issuer URL)")
+	} else if err := flow.CheckEndpointURL(pc.Issuer); err != nil {
+		bad("issuer", "%v", err)
+	}
+	for _, ep := range []struct{ name, url string }{
+		{"authorization_endpoint", pc.AuthorizationEndpoint},
+		{"token_endpoint", pc.TokenEndpoint},
+		{"userinfo_endpoint", pc.UserinfoEndpoint},
+		{"jwks_uri", pc.JWKSURI},
+		{"end_session_endpoint", pc.EndSessionEndpoint},
+	} {
+		if ep.url != "" {
+			if err := flow.CheckEndpointURL(ep.url); err != nil {
+				bad(ep.name, "%v", err)
+			}
+		}
+	}
+	if pc.ClientID == "" && withClient {
+		bad("client_id", "is required (unless bearer { only })")
+	}
+	if pc.ClientSecret == "" && withClient {
+		bad("client_secret", "is required (use {env.NAME} or {file./path} to keep it out of the config)")
+	}
+	if _, ok := clientAuths[pc.ClientAuth]; !ok && pc.ClientAuth != "" {
+		bad("client_auth", "must be basic or post, not %q", pc.ClientAuth)
+	}
+	if len(pc.Scopes) > 0 && !slices.Contains(pc.Scopes, "openid") {
+		bad("scopes", `must include "openid"`)
+	}
+	var optErr *flow.OptionError
+	if err := flow.CheckPrompt(strings.Join(pc.Prompt, " ")); errors.As(err, &optErr) {
+		bad("prompt", "%s", optErr.Reason)
+	}
+	for _, c := range []struct{ name, value string }{
+		{"user_claim", pc.UserClaim}, {"email_claim", pc.EmailClaim}, {"groups_claim", pc.GroupsClaim},
+	} {
+		if strings.ContainsAny(c.value, " \t\r\n") {
+			bad(c.name, "invalid claim name %q", c.value)
+		}
+	}
+}
+
+// binding is what a session of this provider is bound to: another
+// gatehouse with the same cookie_secret but another provider or client
+// does not accept it.
+func (pc *ProviderConfig) binding() string { return pc.Issuer + "\x00" + pc.ClientID }
+
+// errProvider prefixes provisioning errors of the provider.
+func errProvider(err error) error { return fmt.Errorf("gatehouse: %w", err) }

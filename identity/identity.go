@@ -1,0 +1,222 @@
+package identity
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrIncomplete: the claims lack the subject or the configured user claim.
+var ErrIncomplete = errors.New("identity: the provider did not send the subject or the configured user claim")
+
+// Identity is who a request is. The JSON names are short: an Identity is
+// sealed into every session cookie.
+type Identity struct {
+	// Subject is the provider's `sub`.
+	Subject string `json:"sub"`
+	// User is the value of the configured user claim (default `sub`):
+	// X-Forwarded-User and {http.auth.user.id}.
+	User string `json:"u,omitempty"`
+	// Email is the value of the configured e-mail claim.
+	Email string `json:"em,omitempty"`
+	// EmailUnverified is true when the provider said email_verified: false.
+	EmailUnverified bool `json:"eu,omitempty"`
+	// PreferredUsername is the `preferred_username` claim.
+	PreferredUsername string `json:"pu,omitempty"`
+	// Name is the `name` claim.
+	Name string `json:"n,omitempty"`
+	// Groups is the value of the configured groups claim.
+	Groups []string `json:"g,omitempty"`
+	// Claims holds the further claims the Mapper keeps (its ClaimSet).
+	Claims map[string][]string `json:"c,omitempty"`
+}
+
+// Defaults of Mapper.
+const (
+	DefaultUserClaim   = "sub"
+	DefaultEmailClaim  = "email"
+	DefaultGroupsClaim = "groups"
+)
+
+// Mapper builds Identities from claims. Zero fields select the defaults.
+type Mapper struct {
+	// UserClaim carries the user. Default "sub".
+	UserClaim string
+	// EmailClaim carries the e-mail. Default "email".
+	EmailClaim string
+	// GroupsClaim carries the groups. Default "groups".
+	GroupsClaim string
+	// Keep names further claims to keep in Identity.Claims. Default: none.
+	Keep *ClaimSet
+}
+
+// Map builds the Identity the claims describe. When the subject or the
+// user claim is missing it returns what it found and ErrIncomplete: a
+// login refuses such an identity, a bearer token passes without a user.
+func (m *Mapper) Map(claims map[string]any) (Identity, error) {
+	id := Identity{
+		Subject:           String(claims, "sub"),
+		User:              String(claims, or(m.UserClaim, DefaultUserClaim)),
+		Email:             String(claims, or(m.EmailClaim, DefaultEmailClaim)),
+		EmailUnverified:   claims["email_verified"] == false,
+		PreferredUsername: String(claims, "preferred_username"),
+		Name:              String(claims, "name"),
+		Groups:            Strings(claims, or(m.GroupsClaim, DefaultGroupsClaim)),
+	}
+	for _, n := range m.Keep.Names() {
+		if v := Strings(claims, n); v != nil {
+			if id.Claims == nil {
+				id.Claims = make(map[string][]string)
+			}
+			id.Claims[n] = v
+		}
+	}
+	if id.Subject == "" || id.User == "" {
+		return id, ErrIncomplete
+	}
+	return id, nil
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// ClaimSet is a set of claim names that several users add to and remove
+// from (reference-counted), read without locking on the request path. The
+// zero value is empty and ready; a nil *ClaimSet is empty.
+type ClaimSet struct {
+	mu     sync.Mutex
+	counts map[string]int
+	names  atomic.Pointer[[]string] // sorted snapshot
+}
+
+// Add adds names (once per call: Remove the same names to undo).
+func (s *ClaimSet) Add(names ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counts == nil {
+		s.counts = map[string]int{}
+	}
+	for _, n := range names {
+		s.counts[n]++
+	}
+	s.snapshot()
+}
+
+// Remove undoes an Add of the same names.
+func (s *ClaimSet) Remove(names ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		if s.counts[n]--; s.counts[n] <= 0 {
+			delete(s.counts, n)
+		}
+	}
+	s.snapshot()
+}
+
+func (s *ClaimSet) snapshot() {
+	out := make([]string, 0, len(s.counts))
+	for n := range s.counts {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	s.names.Store(&out)
+}
+
+// Names returns the names in the set, sorted. Do not modify the result.
+func (s *ClaimSet) Names() []string {
+	if s == nil {
+		return nil
+	}
+	if p := s.names.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Lookup finds a claim by name; a dotted name that is not itself a claim
+// reaches into nested objects ("realm_access.roles").
+func Lookup(claims map[string]any, name string) (any, bool) {
+	if v, ok := claims[name]; ok {
+		return v, true
+	}
+	var cur any = claims
+	for part := range strings.SplitSeq(name, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// String returns a claim as header-safe text: strings, numbers and
+// booleans; anything else is "".
+func String(claims map[string]any, name string) string {
+	v, _ := Lookup(claims, name)
+	switch v := v.(type) {
+	case string:
+		return HeaderSafe(v)
+	case json.Number:
+		return v.String()
+	case bool:
+		if v {
+			return "true"
+		}
+		return "false"
+	}
+	return ""
+}
+
+// Strings returns a claim that is a string, number, boolean or an array of
+// strings (other elements are skipped), each made header-safe.
+func Strings(claims map[string]any, name string) []string {
+	v, _ := Lookup(claims, name)
+	if arr, ok := v.([]any); ok {
+		var out []string
+		for _, e := range arr {
+			if s, ok := e.(string); ok {
+				if s = HeaderSafe(s); s != "" {
+					out = append(out, s)
+				}
+			}
+		}
+		return out
+	}
+	if s := String(claims, name); s != "" {
+		return []string{s}
+	}
+	return nil
+}
+
+// HeaderSafe drops control characters, which are not allowed in header
+// values (and could split headers at a careless upstream).
+func HeaderSafe(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c == 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= ' ' && c != 0x7f {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

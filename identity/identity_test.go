@@ -1,0 +1,120 @@
+package identity
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func claims(t *testing.T, js string) map[string]any {
+	t.Helper()
+	d := json.NewDecoder(strings.NewReader(js))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestMap(t *testing.T) {
+	keep := &ClaimSet{}
+	keep.Add("department", "realm_access.roles")
+	m := &Mapper{UserClaim: "preferred_username", GroupsClaim: "realm_access.roles", Keep: keep}
+	got, err := m.Map(claims(t, `{"sub":"u1","preferred_username":"alice","email":"a@example.com",
+		"email_verified":false,"name":"Alice\r\nX-Evil: 1","realm_access":{"roles":["admin",7,"staff"]},
+		"department":42,"other":"dropped"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Identity{
+		Subject: "u1", User: "alice", Email: "a@example.com", EmailUnverified: true,
+		PreferredUsername: "alice", Name: "AliceX-Evil: 1", Groups: []string{"admin", "staff"},
+		Claims: map[string][]string{"department": {"42"}, "realm_access.roles": {"admin", "staff"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+}
+
+func TestMapDefaults(t *testing.T) {
+	got, err := (&Mapper{}).Map(claims(t, `{"sub":"u1","email":"a@example.com","email_verified":"false","groups":"one"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only a boolean false says unverified (the string form is issue 10's to refuse).
+	if got.User != "u1" || got.Email != "a@example.com" || got.EmailUnverified || !reflect.DeepEqual(got.Groups, []string{"one"}) || got.Claims != nil {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestMapIncomplete(t *testing.T) {
+	for _, js := range []string{`{}`, `{"sub":"u1"}`, `{"upn":"x"}`, `{"sub":{"x":1},"upn":"x"}`} {
+		id, err := (&Mapper{UserClaim: "upn"}).Map(claims(t, js))
+		if !errors.Is(err, ErrIncomplete) {
+			t.Errorf("%s: err = %v, want ErrIncomplete (id %+v)", js, err, id)
+		}
+	}
+	// What was found is still returned (a bearer token may pass without a user).
+	id, _ := (&Mapper{UserClaim: "upn"}).Map(claims(t, `{"sub":"u1","email":"e@x.example"}`))
+	if id.Subject != "u1" || id.Email != "e@x.example" {
+		t.Fatalf("got %+v", id)
+	}
+}
+
+func TestClaimSet(t *testing.T) {
+	var nilSet *ClaimSet
+	if nilSet.Names() != nil {
+		t.Fatal("nil set has names")
+	}
+	var s ClaimSet
+	s.Add("b", "a")
+	s.Add("a")
+	if got := s.Names(); !reflect.DeepEqual(got, []string{"a", "b"}) {
+		t.Fatalf("names %v", got)
+	}
+	s.Remove("b", "a")
+	if got := s.Names(); !reflect.DeepEqual(got, []string{"a"}) {
+		t.Fatalf("after one remove: %v", got)
+	}
+	s.Remove("a")
+	if got := s.Names(); len(got) != 0 {
+		t.Fatalf("after both removes: %v", got)
+	}
+}
+
+func TestStrings(t *testing.T) {
+	c := claims(t, `{"s":"x","n":1.5,"b":true,"f":false,"a":["p","",null,"q\u0000"],"o":{"k":"v"},"dotted.name":"direct"}`)
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"s", []string{"x"}}, {"n", []string{"1.5"}}, {"b", []string{"true"}}, {"f", []string{"false"}},
+		{"a", []string{"p", "q"}}, {"o", nil}, {"o.k", []string{"v"}}, {"dotted.name", []string{"direct"}},
+		{"missing", nil}, {"s.x", nil},
+	} {
+		if got := Strings(c, tc.name); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Strings(%q) = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func FuzzMap(f *testing.F) {
+	f.Add(`{"sub":"a","groups":["x"],"e":{"f":[1,"g"]}}`, "e.f")
+	f.Fuzz(func(t *testing.T, js, claim string) {
+		var m map[string]any
+		if json.Unmarshal([]byte(js), &m) != nil {
+			return
+		}
+		keep := &ClaimSet{}
+		keep.Add(claim)
+		id, _ := (&Mapper{UserClaim: claim, GroupsClaim: claim, Keep: keep}).Map(m)
+		for _, v := range append(append([]string{id.User, id.Email, id.Name}, id.Groups...), id.Claims[claim]...) {
+			if strings.ContainsAny(v, "\r\n\x00") {
+				t.Fatalf("header-unsafe value %q", v)
+			}
+		}
+	})
+}

@@ -1,0 +1,215 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"net/http"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// Defaults of Options.
+const (
+	DefaultName      = "_gatehouse"
+	DefaultLifetime  = 168 * time.Hour
+	DefaultLoginTTL  = 15 * time.Minute
+	DefaultCacheSize = 4096
+)
+
+// Options configures a Manager. Zero values select the documented defaults.
+type Options struct {
+	// Name of the session cookie; chunks are Name_1, Name_2, …; login
+	// cookies are Name_login_<id>. Default "_gatehouse".
+	Name string
+	// Domain of the session cookie. Default: host-only.
+	Domain string
+	// SameSite of the session cookie. Default http.SameSiteLaxMode.
+	SameSite http.SameSite
+	// Insecure drops the Secure attribute (plain-HTTP development only).
+	Insecure bool
+	// Lifetime is the absolute session lifetime since login. Default 168h.
+	Lifetime time.Duration
+	// LoginTTL is how long a started login may take. Default 15m.
+	LoginTTL time.Duration
+	// Secrets are the cookie secrets (each ≥ 32 bytes); the first seals,
+	// all unseal. Required.
+	Secrets [][]byte
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Binding ties every cookie to a context (for gatehouse: the issuer
+	// and the client id): a cookie sealed under another binding does not
+	// unseal, even with the same secrets and cookie name, so a session made
+	// for one provider or client is never accepted by another. Default "".
+	Binding string
+	// CacheSize bounds the decoded-session cache: a cookie seen before is
+	// not unsealed again (entries hold the sealed value, a few KB). 0
+	// selects DefaultCacheSize; negative disables the cache.
+	CacheSize int
+	// Store keeps the sessions. Default: a CookieStore of this Manager's
+	// own, with Now as its clock; give several Managers one Store to share
+	// revocations between them.
+	Store Store
+}
+
+// Manager loads, saves and revokes sessions: its Store keeps them and the
+// embedded Cookies carry them, which also gives it ClearSession, ClearAll,
+// HasSession, StripCookies, SaveLogin and TakeLogin.
+type Manager struct {
+	*Cookies // also holds the Options, completed by New
+	store    Store
+	cache    *lru.Cache[uint64, decoded] // nil: no cache
+	seed     maphash.Seed
+}
+
+// decoded is a cached Load result. sealed is kept to compare in full: only
+// the very same cookie bytes hit, so a tampered cookie never does.
+type decoded struct {
+	sealed string
+	sess   *Session
+	rotate bool
+	until  time.Time
+}
+
+// New checks opts and derives the cookie keys.
+func New(opts Options) (*Manager, error) {
+	if opts.Name == "" {
+		opts.Name = DefaultName
+	}
+	if opts.SameSite == 0 || opts.SameSite == http.SameSiteDefaultMode {
+		opts.SameSite = http.SameSiteLaxMode
+	}
+	if opts.Lifetime == 0 {
+		opts.Lifetime = DefaultLifetime
+	}
+	if opts.LoginTTL == 0 {
+		opts.LoginTTL = DefaultLoginTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	if err := CheckCookieName(opts.Name); err != nil {
+		return nil, err
+	}
+	if err := CheckCookieDomain(opts.Domain); err != nil {
+		return nil, err
+	}
+	if opts.Lifetime < time.Minute || opts.LoginTTL < time.Second {
+		return nil, errors.New("session: lifetime must be at least a minute")
+	}
+	if opts.Insecure && opts.SameSite == http.SameSiteNoneMode {
+		return nil, errors.New("session: SameSite=None requires Secure cookies")
+	}
+	if opts.Insecure && (strings.HasPrefix(opts.Name, "__Secure-") || strings.HasPrefix(opts.Name, "__Host-")) {
+		return nil, fmt.Errorf("session: cookie name %q requires Secure cookies", opts.Name)
+	}
+	if opts.Domain != "" && strings.HasPrefix(opts.Name, "__Host-") {
+		return nil, fmt.Errorf("session: cookie name %q forbids a cookie domain", opts.Name)
+	}
+	if opts.Store == nil {
+		opts.Store = NewCookieStore(CookieStoreOptions{Now: opts.Now})
+	}
+	cookies, err := newCookies(opts)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{Cookies: cookies, store: opts.Store}
+	if opts.CacheSize > 0 {
+		m.cache, _ = lru.New[uint64, decoded](opts.CacheSize)
+		m.seed = maphash.MakeSeed()
+	}
+	return m, nil
+}
+
+// Load returns the session r's cookie(s) carry. Any reason the cookies
+// are unusable is ErrNoSession (or an error wrapping it): ErrRevoked when
+// the session was revoked. Other errors come from a Store that could not
+// answer. rotate reports that the session was sealed with an older secret
+// and should be saved again. A cookie decoded before is answered from the
+// cache until the session's lifetime ends; the returned session may be
+// shared, so callers must not modify it.
+func (m *Manager) Load(r *http.Request) (sess *Session, rotate bool, err error) {
+	var buf [maxChunks]string
+	parts, err := m.readSealed(r, &buf)
+	if err != nil {
+		return nil, false, err
+	}
+	sess, rotate, err = m.decode(r.Context(), parts)
+	if err != nil {
+		return nil, false, err
+	}
+	revoked, err := m.store.Revoked(r.Context(), sess.ID)
+	if err != nil {
+		return nil, false, fmt.Errorf("session: checking revocation: %w", err)
+	}
+	if revoked {
+		return nil, false, ErrRevoked
+	}
+	return sess, rotate, nil
+}
+
+// decode unseals the session cookie's chunks and loads the session they
+// name, or answers from the cache when it saw the same chunks before.
+func (m *Manager) decode(ctx context.Context, parts []string) (sess *Session, rotate bool, err error) {
+	now := m.opts.Now()
+	var key uint64
+	if m.cache != nil {
+		// Hash and compare the chunks in place: no join on a cache hit.
+		var h maphash.Hash
+		h.SetSeed(m.seed)
+		for _, p := range parts {
+			h.WriteString(p)
+		}
+		key = h.Sum64()
+		if e, ok := m.cache.Get(key); ok && equalJoined(e.sealed, parts) {
+			if now.Before(e.until) {
+				return e.sess, e.rotate, nil
+			}
+			m.cache.Remove(key)
+		}
+	}
+	sealed := joinChunks(parts)
+	value, rotate, err := m.unseal(sealed)
+	if err != nil {
+		return nil, false, err
+	}
+	if sess, err = m.store.Load(ctx, value); err != nil {
+		return nil, false, err
+	}
+	if err := sess.CheckLifetime(now, m.opts.Lifetime); err != nil {
+		return nil, false, err
+	}
+	if m.cache != nil {
+		m.cache.Add(key, decoded{sealed: sealed, sess: sess, rotate: rotate, until: sess.ExpiresAt(m.opts.Lifetime)})
+	}
+	return sess, rotate, nil
+}
+
+// Save keeps sess in the Store and seals the value it returns into the
+// session cookie(s) on w, which live until the session's lifetime ends.
+// A session past its lifetime is ErrExpired; one too large for the
+// cookies, ErrTooLarge.
+func (m *Manager) Save(w http.ResponseWriter, r *http.Request, sess *Session) error {
+	maxAge := int(sess.ExpiresAt(m.opts.Lifetime).Sub(m.opts.Now()) / time.Second)
+	if maxAge <= 0 {
+		return ErrExpired
+	}
+	value, err := m.store.Save(r.Context(), sess)
+	if err != nil {
+		return err
+	}
+	return m.writeSealed(w, r, value, maxAge)
+}
+
+// Revoke ends sess until its lifetime ends, as far as the Store reaches
+// (a CookieStore: this process). Load then answers ErrRevoked for it.
+// Revoke does not touch cookies: see ClearAll.
+func (m *Manager) Revoke(ctx context.Context, sess *Session) error {
+	return m.store.Revoke(ctx, sess.ID, sess.ExpiresAt(m.opts.Lifetime))
+}
