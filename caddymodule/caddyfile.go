@@ -78,14 +78,8 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] && sub != "allow_claim" && sub != "header" {
-			return d.Errf("gatehouse: %s: given more than once", sub)
-		}
-		seen[sub] = true
-		var err error
+	repeatable := map[string]bool{"allow_claim": true, "header": true}
+	return subdirectives(d, "", repeatable, func(sub string) (readBlock bool, err error) {
 		switch sub {
 		case "issuer":
 			err = oneArg(d, &g.Issuer)
@@ -120,26 +114,11 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "cookie_samesite":
 			err = oneArg(d, &g.CookieSameSite)
 		case "cookie_insecure":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			g.CookieInsecure = true
+			err = flagArg(d, &g.CookieInsecure)
 		case "session_lifetime":
-			var s string
-			if err = oneArg(d, &s); err == nil {
-				var dur caddy.Duration
-				if dur, err = parseDuration(s); err != nil {
-					return d.Errf("gatehouse: session_lifetime: %v", err)
-				}
-				g.SessionLifetime = dur
-			}
+			err = durationArg(d, "", &g.SessionLifetime)
 		case "session_cache_size":
-			var v string
-			if err = oneArg(d, &v); err == nil {
-				if g.SessionCacheSize, err = strconv.Atoi(v); err != nil {
-					return d.Errf("gatehouse: session_cache_size: %q is not a number", v)
-				}
-			}
+			err = intArg(d, "", &g.SessionCacheSize)
 		case "user_claim":
 			err = oneArg(d, &g.UserClaim)
 		case "email_claim":
@@ -151,12 +130,7 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "unauthenticated":
 			err = oneArg(d, &g.Unauthenticated)
 		case "refresh_before":
-			var v string
-			if err = oneArg(d, &v); err == nil {
-				if g.RefreshBefore, err = parseDuration(v); err != nil {
-					return d.Errf("gatehouse: refresh_before: %v", err)
-				}
-			}
+			err = durationArg(d, "", &g.RefreshBefore)
 		case "post_logout_redirect":
 			err = oneArg(d, &g.PostLogoutRedirect)
 		case "allow_emails":
@@ -166,75 +140,37 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "allow_groups":
 			err = someArgs(d, &g.AllowGroups)
 		case "allow_claim":
-			var args []string
-			if err = someArgs(d, &args); err == nil {
-				if len(args) < 2 {
-					return d.Errf("gatehouse: allow_claim: want a claim name and at least one value")
-				}
-				if _, dup := g.AllowClaims[args[0]]; dup {
-					return d.Errf("gatehouse: allow_claim: %s given more than once", args[0])
-				}
-				if g.AllowClaims == nil {
-					g.AllowClaims = map[string][]string{}
-				}
-				g.AllowClaims[args[0]] = args[1:]
+			var name string
+			var values []string
+			if name, values, err = keyedArgs(d, g.AllowClaims, "a claim name and at least one value", false); err == nil {
+				g.AllowClaims = setKey(g.AllowClaims, name, values)
 			}
 		case "header":
-			var args []string
-			if err = someArgs(d, &args); err == nil {
-				if len(args) != 2 {
-					return d.Errf("gatehouse: header: want a header name and a claim name")
-				}
-				if _, dup := g.Headers[args[0]]; dup {
-					return d.Errf("gatehouse: header: %s given more than once", args[0])
-				}
-				if g.Headers == nil {
-					g.Headers = map[string]string{}
-				}
-				g.Headers[args[0]] = args[1]
+			var name string
+			var claim []string
+			if name, claim, err = keyedArgs(d, g.Headers, "a header name and a claim name", true); err == nil {
+				g.Headers = setKey(g.Headers, name, claim[0])
 			}
 		case "pass_access_token":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			g.PassAccessToken = true
+			err = flagArg(d, &g.PassAccessToken)
 		case "pass_authorization":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			g.PassAuthorization = true
+			err = flagArg(d, &g.PassAuthorization)
 		case "bearer":
 			if d.NextArg() {
-				return d.ArgErr()
+				return false, d.ArgErr()
 			}
 			g.Bearer = new(BearerConfig)
-			if err := g.Bearer.unmarshalCaddyfile(d); err != nil {
-				return err
-			}
-			continue
+			return true, g.Bearer.unmarshalCaddyfile(d)
 		default:
-			return d.Errf("gatehouse: unrecognized subdirective %q", sub)
+			err = d.Errf("gatehouse: unrecognized subdirective %q", sub)
 		}
-		if err != nil {
-			return err
-		}
-		if d.NextBlock(nesting + 1) {
-			return d.Errf("gatehouse: %s: takes no block", sub)
-		}
-	}
-	return nil
+		return false, err
+	})
 }
 
 // unmarshalCaddyfile reads the bearer block.
 func (b *BearerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("gatehouse: bearer %s: given more than once", sub)
-		}
-		seen[sub] = true
-		var err error
+	return subdirectives(d, "bearer ", nil, func(sub string) (readBlock bool, err error) {
 		switch sub {
 		case "audience":
 			err = someArgs(d, &b.Audiences)
@@ -247,34 +183,47 @@ func (b *BearerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "required_scopes":
 			err = someArgs(d, &b.RequiredScopes)
 		case "clock_skew":
-			var s string
-			if err = oneArg(d, &s); err == nil {
-				if b.ClockSkew, err = parseDuration(s); err != nil {
-					return d.Errf("gatehouse: bearer clock_skew: %v", err)
-				}
-			}
+			err = durationArg(d, "bearer ", &b.ClockSkew)
 		case "cache_size":
-			var s string
-			if err = oneArg(d, &s); err == nil {
-				if b.CacheSize, err = strconv.Atoi(s); err != nil {
-					return d.Errf("gatehouse: bearer cache_size: %q is not a number", s)
-				}
-			}
+			err = intArg(d, "bearer ", &b.CacheSize)
 		case "only":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			b.Only = true
+			err = flagArg(d, &b.Only)
 		default:
-			return d.Errf("gatehouse: bearer: unrecognized subdirective %q", sub)
+			err = d.Errf("gatehouse: bearer: unrecognized subdirective %q", sub)
 		}
+		return false, err
+	})
+}
+
+// subdirectives calls fn for each sub-directive of the block that follows.
+// It refuses one given twice (unless repeatable) and a block after one
+// that does not read its own (fn says whether it did); prefix ("bearer ")
+// goes before the sub-directive's name in errors.
+func subdirectives(d *caddyfile.Dispenser, prefix string, repeatable map[string]bool, fn func(sub string) (readBlock bool, err error)) error {
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] && !repeatable[sub] {
+			return d.Errf("gatehouse: %s%s: given more than once", prefix, sub)
+		}
+		seen[sub] = true
+		readBlock, err := fn(sub)
 		if err != nil {
 			return err
 		}
-		if d.NextBlock(nesting + 1) {
-			return d.Errf("gatehouse: bearer %s: takes no block", sub)
+		if !readBlock && d.NextBlock(nesting+1) {
+			return d.Errf("gatehouse: %s%s: takes no block", prefix, sub)
 		}
 	}
+	return nil
+}
+
+// flagArg reads a sub-directive that takes no argument and sets *dst.
+func flagArg(d *caddyfile.Dispenser, dst *bool) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = true
 	return nil
 }
 
@@ -302,7 +251,62 @@ func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
 	return nil
 }
 
-func parseDuration(s string) (caddy.Duration, error) {
+// durationArg reads exactly one duration argument (caddy.ParseDuration:
+// Go durations plus "d" for days); block prefixes the sub-directive's name
+// in errors ("bearer " inside the bearer block).
+func durationArg(d *caddyfile.Dispenser, block string, dst *caddy.Duration) error {
+	sub := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
 	dur, err := caddy.ParseDuration(s)
-	return caddy.Duration(dur), err
+	if err != nil {
+		return d.Errf("gatehouse: %s%s: %v", block, sub, err)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// intArg reads exactly one integer argument; block as for durationArg.
+func intArg(d *caddyfile.Dispenser, block string, dst *int) error {
+	sub := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return d.Errf("gatehouse: %s%s: %q is not a number", block, sub, s)
+	}
+	*dst = n
+	return nil
+}
+
+// keyedArgs reads a repeatable sub-directive `sub KEY VALUE...` whose
+// keys must differ (existing holds those seen): it returns the key and one
+// or more values (exactly one with oneValue); want describes the arguments
+// in errors.
+func keyedArgs[V any](d *caddyfile.Dispenser, existing map[string]V, want string, oneValue bool) (string, []string, error) {
+	sub := d.Val()
+	var args []string
+	if err := someArgs(d, &args); err != nil {
+		return "", nil, err
+	}
+	if len(args) < 2 || oneValue && len(args) > 2 {
+		return "", nil, d.Errf("gatehouse: %s: want %s", sub, want)
+	}
+	if _, dup := existing[args[0]]; dup {
+		return "", nil, d.Errf("gatehouse: %s: %s given more than once", sub, args[0])
+	}
+	return args[0], args[1:], nil
+}
+
+// setKey sets m[k] = v, making m first if needed.
+func setKey[V any](m map[string]V, k string, v V) map[string]V {
+	if m == nil {
+		m = map[string]V{}
+	}
+	m[k] = v
+	return m
 }

@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/flow"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/placeholder"
 	"github.com/gatehouse-auth/gatehouse/session"
 )
 
@@ -43,75 +42,36 @@ var sameSites = map[string]http.SameSite{
 	"lax": http.SameSiteLaxMode, "strict": http.SameSiteStrictMode, "none": http.SameSiteNoneMode,
 }
 
-// resolver replaces {env.*}, {file.*} and other global placeholders in
-// config values, collecting errors that name the sub-directive. A secret's
-// error never shows the value (not even the part that looked like a
-// placeholder).
-type resolver struct {
-	repl *caddy.Replacer
-	errs []error
-}
-
-func (r *resolver) resolve(name string, v *string, secret bool) {
-	if *v == "" {
-		return
-	}
-	out, err := r.repl.ReplaceOrErr(*v, true, true)
-	switch {
-	case err == nil:
-		*v = out
-	case secret:
-		r.errs = append(r.errs, fmt.Errorf("gatehouse: %s: a placeholder in it is unknown or empty (is the environment variable or file there?)", name))
-	default:
-		r.errs = append(r.errs, fmt.Errorf("gatehouse: %s: %w", name, err))
-	}
-}
-
-func (r *resolver) one(name string, v *string)    { r.resolve(name, v, false) }
-func (r *resolver) secret(name string, v *string) { r.resolve(name, v, true) }
-
-func (r *resolver) many(name string, vs []string) {
-	for i := range vs {
-		r.resolve(name, &vs[i], false)
-	}
-}
-
-func (r *resolver) secrets(name string, vs []string) {
-	for i := range vs {
-		r.resolve(name, &vs[i], true)
-	}
-}
-
 // resolvePlaceholders resolves every string field once, at provisioning.
 func (g *Gatehouse) resolvePlaceholders() error {
-	r := &resolver{repl: caddy.NewReplacer()}
+	r := placeholder.NewResolver("gatehouse")
 	g.ProviderConfig.resolve(r)
-	r.one("path_prefix", &g.PathPrefix)
-	r.secrets("cookie_secret", g.CookieSecrets)
-	r.one("cookie_name", &g.CookieName)
-	r.one("cookie_domain", &g.CookieDomain)
-	r.one("cookie_samesite", &g.CookieSameSite)
-	r.many("trusted_redirect_hosts", g.TrustedRedirectHosts)
-	r.one("unauthenticated", &g.Unauthenticated)
-	r.one("post_logout_redirect", &g.PostLogoutRedirect)
-	r.many("allow_emails", g.AllowEmails)
-	r.many("allow_domains", g.AllowDomains)
-	r.many("allow_groups", g.AllowGroups)
+	r.One("path_prefix", &g.PathPrefix)
+	r.Secrets("cookie_secret", g.CookieSecrets)
+	r.One("cookie_name", &g.CookieName)
+	r.One("cookie_domain", &g.CookieDomain)
+	r.One("cookie_samesite", &g.CookieSameSite)
+	r.Many("trusted_redirect_hosts", g.TrustedRedirectHosts)
+	r.One("unauthenticated", &g.Unauthenticated)
+	r.One("post_logout_redirect", &g.PostLogoutRedirect)
+	r.Many("allow_emails", g.AllowEmails)
+	r.Many("allow_domains", g.AllowDomains)
+	r.Many("allow_groups", g.AllowGroups)
 	for _, values := range g.AllowClaims {
-		r.many("allow_claim", values)
+		r.Many("allow_claim", values)
 	}
 	for name, claim := range g.Headers {
-		r.one("header", &claim)
+		r.One("header", &claim)
 		g.Headers[name] = claim
 	}
 	if b := g.Bearer; b != nil {
-		r.many("bearer audience", b.Audiences)
-		r.one("bearer issuer", &b.Issuer)
-		r.one("bearer jwks_uri", &b.JWKSURI)
-		r.many("bearer algorithms", b.Algorithms)
-		r.many("bearer required_scopes", b.RequiredScopes)
+		r.Many("bearer audience", b.Audiences)
+		r.One("bearer issuer", &b.Issuer)
+		r.One("bearer jwks_uri", &b.JWKSURI)
+		r.Many("bearer algorithms", b.Algorithms)
+		r.Many("bearer required_scopes", b.RequiredScopes)
 	}
-	return errors.Join(r.errs...)
+	return r.Err()
 }
 
 // applyDefaults fills the documented defaults, so JSON and Caddyfile

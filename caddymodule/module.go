@@ -208,7 +208,7 @@ func (g *Gatehouse) provisionProvider(ctx caddy.Context) error {
 		// this login, whichever block finishes it.
 		g.group.claims.Add(g.claimsNeeded...)
 	}
-	if g.idp, err = g.ProviderConfig.provision(ctx, g.keys.get, g.claimSet(), g.now); err != nil {
+	if g.idp, err = g.ProviderConfig.provision(ctx, ctx.Slogger(), g.keys.Get, g.claimSet(), g.now); err != nil {
 		return errProvider(err)
 	}
 	if g.mode == modeLogin {

@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/gatehouse-auth/gatehouse/flow"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/placeholder"
 	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/verify"
 )
@@ -104,10 +104,10 @@ type provider struct {
 	endSesion endSessioner
 }
 
-// provision builds the provider. keySet shares JWKS caches (shared.go);
+// provision builds the provider; ctx bounds its background work. keySet shares JWKS caches (shared.go);
 // keep lists the claims sessions of this provider keep beyond the
 // standard ones; withClient is false in bearer { only } mode.
-func (pc *ProviderConfig) provision(ctx caddy.Context, keySet func(string) (verify.KeySet, error), keep *identity.ClaimSet, now func() time.Time) (*provider, error) {
+func (pc *ProviderConfig) provision(ctx context.Context, logger *slog.Logger, keySet func(string) (verify.KeySet, error), keep *identity.ClaimSet, now func() time.Time) (*provider, error) {
 	meta, err := flow.NewProvider(ctx, flow.ProviderOptions{
 		Issuer: pc.Issuer,
 		Endpoints: flow.Endpoints{
@@ -119,7 +119,7 @@ func (pc *ProviderConfig) provision(ctx caddy.Context, keySet func(string) (veri
 		},
 		KeySet: keySet,
 		Now:    now,
-		Logger: ctx.Slogger(),
+		Logger: logger,
 	})
 	if err != nil {
 		return nil, err
@@ -168,22 +168,22 @@ func (pc *ProviderConfig) applyDefaults() {
 	}
 }
 
-// resolve replaces placeholders in every field (see resolver).
-func (pc *ProviderConfig) resolve(r *resolver) {
-	r.one("issuer", &pc.Issuer)
-	r.one("authorization_endpoint", &pc.AuthorizationEndpoint)
-	r.one("token_endpoint", &pc.TokenEndpoint)
-	r.one("userinfo_endpoint", &pc.UserinfoEndpoint)
-	r.one("jwks_uri", &pc.JWKSURI)
-	r.one("end_session_endpoint", &pc.EndSessionEndpoint)
-	r.one("client_id", &pc.ClientID)
-	r.secret("client_secret", &pc.ClientSecret)
-	r.one("client_auth", &pc.ClientAuth)
-	r.many("scopes", pc.Scopes)
-	r.many("prompt", pc.Prompt)
-	r.one("user_claim", &pc.UserClaim)
-	r.one("email_claim", &pc.EmailClaim)
-	r.one("groups_claim", &pc.GroupsClaim)
+// resolve replaces placeholders in every field.
+func (pc *ProviderConfig) resolve(r *placeholder.Resolver) {
+	r.One("issuer", &pc.Issuer)
+	r.One("authorization_endpoint", &pc.AuthorizationEndpoint)
+	r.One("token_endpoint", &pc.TokenEndpoint)
+	r.One("userinfo_endpoint", &pc.UserinfoEndpoint)
+	r.One("jwks_uri", &pc.JWKSURI)
+	r.One("end_session_endpoint", &pc.EndSessionEndpoint)
+	r.One("client_id", &pc.ClientID)
+	r.Secret("client_secret", &pc.ClientSecret)
+	r.One("client_auth", &pc.ClientAuth)
+	r.Many("scopes", pc.Scopes)
+	r.Many("prompt", pc.Prompt)
+	r.One("user_claim", &pc.UserClaim)
+	r.One("email_claim", &pc.EmailClaim)
+	r.One("groups_claim", &pc.GroupsClaim)
 }
 
 // validate checks the provider's values; withClient is false in

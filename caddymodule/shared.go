@@ -2,9 +2,7 @@ package caddymodule
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -29,17 +27,16 @@ var (
 	sessionGroups = caddy.NewUsagePool()
 )
 
-// keyRegistry holds one verify.RemoteKeySet per jwks_uri of an issuer.
-type keyRegistry struct {
-	mu     sync.Mutex
-	sets   map[string]*verify.RemoteKeySet // nil once destructed
-	logger *slog.Logger
-}
+// keyRegistry holds the key sets of one issuer, one per jwks_uri. Their
+// background refresh runs on context.Background() on purpose: the sets
+// outlive any one config (a reload hands them over) and are stopped by
+// Destruct when the last handler lets go.
+type keyRegistry struct{ *verify.RemoteKeySets }
 
 // takeKeyRegistry holds the issuer's registry until releaseKeyRegistry.
 func takeKeyRegistry(issuer string, logger *slog.Logger) (*keyRegistry, error) {
 	val, _, err := keyRegistries.LoadOrNew(issuer, func() (caddy.Destructor, error) {
-		return &keyRegistry{sets: map[string]*verify.RemoteKeySet{}, logger: logger}, nil
+		return &keyRegistry{verify.NewRemoteKeySets(context.Background(), verify.RemoteOptions{Logger: logger})}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -49,35 +46,9 @@ func takeKeyRegistry(issuer string, logger *slog.Logger) (*keyRegistry, error) {
 
 func releaseKeyRegistry(issuer string) { _, _ = keyRegistries.Delete(issuer) }
 
-// get returns the key set for uri, creating it on first use. Its
-// background refresh runs on context.Background() on purpose: the set
-// outlives any one config (a reload hands it over) and is stopped by
-// Destruct when the last handler lets go.
-func (k *keyRegistry) get(uri string) (verify.KeySet, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if ks, ok := k.sets[uri]; ok {
-		return ks, nil
-	}
-	if k.sets == nil {
-		return nil, errors.New("gatehouse: the key registry was closed")
-	}
-	ks, err := verify.NewRemoteKeySet(context.Background(), uri, verify.RemoteOptions{Logger: k.logger})
-	if err != nil {
-		return nil, err
-	}
-	k.sets[uri] = ks
-	return ks, nil
-}
-
 // Destruct stops every key set's background refresh.
 func (k *keyRegistry) Destruct() error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for _, ks := range k.sets {
-		ks.Close()
-	}
-	k.sets = nil
+	k.Close()
 	return nil
 }
 

@@ -184,19 +184,9 @@ func (p *Provider) redirectError(w http.ResponseWriter, r *http.Request, req *au
 // serveAuthorize shows the login page (GET) or handles its submission
 // (POST). Both validate the full authorization request.
 func (p *Provider) serveAuthorize(w http.ResponseWriter, r *http.Request) {
-	var v url.Values
-	if r.Method == http.MethodPost {
-		if err := r.ParseForm(); err != nil {
-			renderError(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
-			return
-		}
-		v = r.PostForm
-	} else {
-		var err error
-		if v, err = url.ParseQuery(r.URL.RawQuery); err != nil {
-			renderError(w, http.StatusBadRequest, "Bad request", "The query string could not be parsed.")
-			return
-		}
+	v, ok := requestParams(w, r)
+	if !ok {
+		return
 	}
 
 	req, fatal, aerr := p.parseAuthz(v)
@@ -268,4 +258,22 @@ func (p *Provider) renderLogin(w http.ResponseWriter, status int, req *authzRequ
 		})
 	}
 	renderHTML(w, status, "login", page)
+}
+
+// requestParams returns a GET request's query or a POST request's form;
+// on a parse error it answers 400 itself and returns false.
+func requestParams(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	if r.Method == http.MethodPost {
+		if err := r.ParseForm(); err != nil {
+			renderError(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+			return nil, false
+		}
+		return r.PostForm, true
+	}
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		renderError(w, http.StatusBadRequest, "Bad request", "The query string could not be parsed.")
+		return nil, false
+	}
+	return v, true
 }

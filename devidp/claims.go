@@ -26,16 +26,21 @@ type accessClaims struct {
 
 // idClaims is the payload of an ID token.
 type idClaims struct {
-	Issuer            string   `json:"iss"`
-	Subject           string   `json:"sub"`
-	Audience          string   `json:"aud"`
-	AuthorizedParty   string   `json:"azp"`
-	Expiry            int64    `json:"exp"`
-	IssuedAt          int64    `json:"iat"`
-	AuthTime          int64    `json:"auth_time"`
-	Nonce             string   `json:"nonce,omitempty"`
-	SID               string   `json:"sid"`
-	AccessTokenHash   string   `json:"at_hash,omitempty"`
+	Issuer          string `json:"iss"`
+	Subject         string `json:"sub"`
+	Audience        string `json:"aud"`
+	AuthorizedParty string `json:"azp"`
+	Expiry          int64  `json:"exp"`
+	IssuedAt        int64  `json:"iat"`
+	AuthTime        int64  `json:"auth_time"`
+	Nonce           string `json:"nonce,omitempty"`
+	SID             string `json:"sid"`
+	AccessTokenHash string `json:"at_hash,omitempty"`
+	profile
+}
+
+// profile is the user's claims, in ID tokens and userinfo responses alike.
+type profile struct {
 	Email             string   `json:"email,omitempty"`
 	EmailVerified     *bool    `json:"email_verified,omitempty"`
 	Name              string   `json:"name,omitempty"`
@@ -43,14 +48,21 @@ type idClaims struct {
 	Groups            []string `json:"groups"`
 }
 
+// profileOf is u's profile claims.
+func profileOf(u *User) profile {
+	return profile{
+		Email:             u.Email,
+		EmailVerified:     emailVerified(u),
+		Name:              u.Name,
+		PreferredUsername: u.PreferredUsername,
+		Groups:            groupsOf(u),
+	}
+}
+
 // userinfoResponse is the body of a userinfo response.
 type userinfoResponse struct {
-	Subject           string   `json:"sub"`
-	Email             string   `json:"email,omitempty"`
-	EmailVerified     *bool    `json:"email_verified,omitempty"`
-	Name              string   `json:"name,omitempty"`
-	PreferredUsername string   `json:"preferred_username,omitempty"`
-	Groups            []string `json:"groups"`
+	Subject string `json:"sub"`
+	profile
 }
 
 // grant is what a code or refresh token stands for: one login of one user
@@ -122,21 +134,17 @@ func (p *Provider) mintAccess(sub string, user *User, clientID string, aud, scop
 // mintID signs an ID token for g, bound to accessToken by at_hash.
 func (p *Provider) mintID(g *grant, nonce, accessToken string, now time.Time) (string, error) {
 	c := idClaims{
-		Issuer:            p.issuer,
-		Subject:           g.user.Subject,
-		Audience:          g.clientID,
-		AuthorizedParty:   g.clientID,
-		Expiry:            now.Add(p.idTTL).Unix(),
-		IssuedAt:          now.Unix(),
-		AuthTime:          g.authTime.Unix(),
-		Nonce:             nonce,
-		SID:               g.sid,
-		AccessTokenHash:   leftHalfHash(accessToken),
-		Email:             g.user.Email,
-		EmailVerified:     emailVerified(g.user),
-		Name:              g.user.Name,
-		PreferredUsername: g.user.PreferredUsername,
-		Groups:            groupsOf(g.user),
+		Issuer:          p.issuer,
+		Subject:         g.user.Subject,
+		Audience:        g.clientID,
+		AuthorizedParty: g.clientID,
+		Expiry:          now.Add(p.idTTL).Unix(),
+		IssuedAt:        now.Unix(),
+		AuthTime:        g.authTime.Unix(),
+		Nonce:           nonce,
+		SID:             g.sid,
+		AccessTokenHash: leftHalfHash(accessToken),
+		profile:         profileOf(g.user),
 	}
 	return p.sign(c, typIDToken)
 }

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -146,9 +145,8 @@ type Provider struct {
 	maxEntries int
 	nextSweep  time.Time
 
-	stats struct {
-		discovery, jwks, authorize, token, refresh, userinfo, endSession atomic.Uint64
-	}
+	statsMu sync.Mutex
+	stats   Stats
 }
 
 // New validates cfg and returns a Provider with a freshly generated signing
@@ -270,15 +268,16 @@ func (p *Provider) Issuer() string { return p.issuer }
 
 // Stats returns a snapshot of the request counters.
 func (p *Provider) Stats() Stats {
-	return Stats{
-		Discovery:  p.stats.discovery.Load(),
-		JWKS:       p.stats.jwks.Load(),
-		Authorize:  p.stats.authorize.Load(),
-		Token:      p.stats.token.Load(),
-		Refresh:    p.stats.refresh.Load(),
-		Userinfo:   p.stats.userinfo.Load(),
-		EndSession: p.stats.endSession.Load(),
-	}
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	return p.stats
+}
+
+// count adds one to the counter c, a field of p.stats.
+func (p *Provider) count(c *uint64) {
+	p.statsMu.Lock()
+	*c++
+	p.statsMu.Unlock()
 }
 
 // endpoint returns the absolute URL of the endpoint at path rel.
@@ -301,23 +300,23 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	type route struct {
 		methods []string
-		counter *atomic.Uint64
+		counter *uint64
 		handle  func(http.ResponseWriter, *http.Request)
 	}
 	var rt route
 	switch rel {
 	case pathDiscovery:
-		rt = route{[]string{http.MethodGet, http.MethodHead}, &p.stats.discovery, p.serveDiscovery}
+		rt = route{[]string{http.MethodGet, http.MethodHead}, &p.stats.Discovery, p.serveDiscovery}
 	case pathJWKS:
-		rt = route{[]string{http.MethodGet, http.MethodHead}, &p.stats.jwks, p.serveJWKS}
+		rt = route{[]string{http.MethodGet, http.MethodHead}, &p.stats.JWKS, p.serveJWKS}
 	case pathAuthorize:
-		rt = route{[]string{http.MethodGet, http.MethodPost}, &p.stats.authorize, p.serveAuthorize}
+		rt = route{[]string{http.MethodGet, http.MethodPost}, &p.stats.Authorize, p.serveAuthorize}
 	case pathToken:
-		rt = route{[]string{http.MethodPost}, &p.stats.token, p.serveToken}
+		rt = route{[]string{http.MethodPost}, &p.stats.Token, p.serveToken}
 	case pathUserinfo:
-		rt = route{[]string{http.MethodGet, http.MethodPost}, &p.stats.userinfo, p.serveUserinfo}
+		rt = route{[]string{http.MethodGet, http.MethodPost}, &p.stats.Userinfo, p.serveUserinfo}
 	case pathEndSession:
-		rt = route{[]string{http.MethodGet, http.MethodPost}, &p.stats.endSession, p.serveEndSession}
+		rt = route{[]string{http.MethodGet, http.MethodPost}, &p.stats.EndSession, p.serveEndSession}
 	default:
 		http.NotFound(w, r)
 		return
@@ -334,7 +333,7 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 		return
 	}
-	rt.counter.Add(1)
+	p.count(rt.counter)
 	rt.handle(w, r)
 }
 

@@ -23,14 +23,7 @@ func (p *Provider) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "the access token is invalid or expired"})
 		return
 	}
-	writeJSON(w, http.StatusOK, userinfoResponse{
-		Subject:           user.Subject,
-		Email:             user.Email,
-		EmailVerified:     emailVerified(user),
-		Name:              user.Name,
-		PreferredUsername: user.PreferredUsername,
-		Groups:            groupsOf(user),
-	})
+	writeJSON(w, http.StatusOK, userinfoResponse{Subject: user.Subject, profile: profileOf(user)})
 }
 
 // userForAccessToken verifies one of our access tokens (signature with a
@@ -60,19 +53,9 @@ func (p *Provider) userForAccessToken(token string) (*User, bool) {
 // valid id_token_hint and then redirects to a registered
 // post_logout_redirect_uri, or shows the signed-out page.
 func (p *Provider) serveEndSession(w http.ResponseWriter, r *http.Request) {
-	var v url.Values
-	if r.Method == http.MethodPost {
-		if err := r.ParseForm(); err != nil {
-			renderError(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
-			return
-		}
-		v = r.PostForm
-	} else {
-		var err error
-		if v, err = url.ParseQuery(r.URL.RawQuery); err != nil {
-			renderError(w, http.StatusBadRequest, "Bad request", "The query string could not be parsed.")
-			return
-		}
+	v, ok := requestParams(w, r)
+	if !ok {
+		return
 	}
 	for _, name := range []string{"id_token_hint", "client_id", "post_logout_redirect_uri", "state"} {
 		if len(v[name]) > 1 {

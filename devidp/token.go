@@ -59,7 +59,7 @@ func (p *Provider) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	grantType := form.Get("grant_type")
 	if grantType == "refresh_token" {
-		p.stats.refresh.Add(1)
+		p.count(&p.stats.Refresh)
 	}
 
 	client, oerr := p.authenticateClient(r, form)

@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -76,9 +77,7 @@ func NewBearer(opts BearerOptions) (*Bearer, error) {
 	if len(opts.Audiences) == 0 || slices.Contains(opts.Audiences, "") {
 		return nil, errors.New("flow: bearer: at least one audience is required")
 	}
-	if opts.Issuer == "" {
-		opts.Issuer = opts.Provider.Issuer()
-	}
+	opts.Issuer = cmp.Or(opts.Issuer, opts.Provider.Issuer())
 	if err := CheckEndpointURL(opts.Issuer); err != nil {
 		return nil, fmt.Errorf("flow: bearer: issuer: %w", err)
 	}
@@ -93,12 +92,8 @@ func NewBearer(opts BearerOptions) (*Bearer, error) {
 	if err := checkAlgorithms(opts.Algorithms); err != nil {
 		return nil, err
 	}
-	if opts.ClockSkew == 0 {
-		opts.ClockSkew = DefaultBearerClockSkew
-	}
-	if opts.CacheSize == 0 {
-		opts.CacheSize = DefaultBearerCacheSize
-	}
+	opts.ClockSkew = cmp.Or(opts.ClockSkew, DefaultBearerClockSkew)
+	opts.CacheSize = cmp.Or(opts.CacheSize, DefaultBearerCacheSize)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

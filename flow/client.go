@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -99,9 +100,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if err := CheckPrompt(opts.Prompt); err != nil {
 		return nil, err
 	}
-	if opts.ClockSkew == 0 {
-		opts.ClockSkew = DefaultClockSkew
-	}
+	opts.ClockSkew = cmp.Or(opts.ClockSkew, DefaultClockSkew)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -138,6 +137,20 @@ func CheckPrompt(prompt string) error {
 		}
 	}
 	return nil
+}
+
+// ready returns the provider's metadata and the ID-token verifier, which
+// logins and refreshes need before anything else.
+func (c *Client) ready(ctx context.Context) (*Metadata, *verify.Verifier, error) {
+	meta, err := c.p.Metadata(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := c.idTokenVerifier(meta)
+	if err != nil {
+		return nil, nil, err
+	}
+	return meta, v, nil
 }
 
 // idTokenVerifier returns the ID-token verifier, built once the provider's
@@ -259,11 +272,7 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 		subtle.ConstantTimeCompare([]byte(state), []byte(login.State)) != 1 {
 		return nil, ErrStateMismatch
 	}
-	meta, err := c.p.Metadata(ctx)
-	if err != nil {
-		return nil, err
-	}
-	v, err := c.idTokenVerifier(meta)
+	meta, v, err := c.ready(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -47,10 +47,10 @@ type Provider struct {
 	gate   flight.Gate
 	meta   atomic.Pointer[Metadata]
 
-	mu      sync.Mutex // guards fails, lastErr, owned
+	mu      sync.Mutex // guards fails, lastErr
 	fails   int
 	lastErr error
-	owned   map[string]*verify.RemoteKeySet // by jwks_uri, when the Provider owns its key sets
+	owned   *verify.RemoteKeySets // without ProviderOptions.KeySet
 }
 
 // NewProvider checks opts and returns a Provider. It makes no network
@@ -75,20 +75,16 @@ func NewProvider(ctx context.Context, opts ProviderOptions) (*Provider, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Provider{opts: opts, owned: map[string]*verify.RemoteKeySet{}}
+	p := &Provider{opts: opts}
 	p.ctx, p.cancel = context.WithCancel(ctx)
+	p.owned = verify.NewRemoteKeySets(p.ctx, verify.RemoteOptions{HTTPClient: opts.HTTPClient, Logger: opts.Logger})
 	return p, nil
 }
 
 // Close stops background work of the key sets the Provider owns.
 func (p *Provider) Close() {
 	p.cancel()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, ks := range p.owned {
-		ks.Close()
-	}
-	p.owned = nil
+	p.owned.Close()
 }
 
 // Issuer returns the configured issuer.
@@ -164,23 +160,7 @@ func (p *Provider) KeySet(jwksURI string) (verify.KeySet, error) {
 	if p.opts.KeySet != nil {
 		return p.opts.KeySet(jwksURI) // shared sets are cached by their owner
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if ks, ok := p.owned[jwksURI]; ok {
-		return ks, nil
-	}
-	if p.owned == nil {
-		return nil, errors.New("flow: the provider was closed")
-	}
-	remote, err := verify.NewRemoteKeySet(p.ctx, jwksURI, verify.RemoteOptions{
-		HTTPClient: p.opts.HTTPClient,
-		Logger:     p.opts.Logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	p.owned[jwksURI] = remote
-	return remote, nil
+	return p.owned.Get(jwksURI)
 }
 
 // signingAlgorithms returns configured, else the metadata's advertised

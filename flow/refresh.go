@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -27,11 +28,7 @@ var ErrSessionExpired = errors.New("flow: the session's tokens expired")
 // the provider has it, must too. The provider's refusal is
 // ErrRefreshRejected; trouble reaching it is ErrProviderUnavailable.
 func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (*Result, error) {
-	meta, err := c.p.Metadata(ctx)
-	if err != nil {
-		return nil, err
-	}
-	v, err := c.idTokenVerifier(meta)
+	meta, v, err := c.ready(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -117,9 +114,7 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 	if opts.Client == nil {
 		return nil, errors.New("flow: refresher: a client is required")
 	}
-	if opts.Before == 0 {
-		opts.Before = DefaultRefreshBefore
-	}
+	opts.Before = cmp.Or(opts.Before, DefaultRefreshBefore)
 	if opts.Before < 0 {
 		return nil, errors.New("flow: refresher: refresh_before must not be negative")
 	}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -76,24 +77,16 @@ type decoded struct {
 
 // New checks opts and derives the cookie keys.
 func New(opts Options) (*Manager, error) {
-	if opts.Name == "" {
-		opts.Name = DefaultName
-	}
+	opts.Name = cmp.Or(opts.Name, DefaultName)
 	if opts.SameSite == 0 || opts.SameSite == http.SameSiteDefaultMode {
 		opts.SameSite = http.SameSiteLaxMode
 	}
-	if opts.Lifetime == 0 {
-		opts.Lifetime = DefaultLifetime
-	}
-	if opts.LoginTTL == 0 {
-		opts.LoginTTL = DefaultLoginTTL
-	}
+	opts.Lifetime = cmp.Or(opts.Lifetime, DefaultLifetime)
+	opts.LoginTTL = cmp.Or(opts.LoginTTL, DefaultLoginTTL)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.CacheSize == 0 {
-		opts.CacheSize = DefaultCacheSize
-	}
+	opts.CacheSize = cmp.Or(opts.CacheSize, DefaultCacheSize)
 	if err := CheckCookieName(opts.Name); err != nil {
 		return nil, err
 	}

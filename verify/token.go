@@ -142,25 +142,7 @@ func optScopes(all map[string]any, dst *[]string) bool {
 		*dst = strings.Fields(s)
 		return ok
 	}
-	switch v := all["scp"].(type) {
-	case nil:
-		_, present := all["scp"]
-		return !present
-	case string:
-		*dst = strings.Fields(v)
-		return true
-	case []any:
-		for _, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return false
-			}
-			*dst = append(*dst, s)
-		}
-		return true
-	default:
-		return false
-	}
+	return optStrings(all, "scp", strings.Fields, dst)
 }
 
 func optString(all map[string]any, name string, dst *string) bool {
@@ -175,17 +157,23 @@ func optString(all map[string]any, name string, dst *string) bool {
 
 // optAudience accepts `aud` as a string or an array of strings (RFC 7519 §4.1.3).
 func optAudience(all map[string]any, dst *[]string) bool {
-	switch v := all["aud"].(type) {
+	return optStrings(all, "aud", func(s string) []string { return []string{s} }, dst)
+}
+
+// optStrings reads a claim that is an array of strings, or a string that
+// one turns into the list; absent is fine, anything else is malformed.
+func optStrings(all map[string]any, name string, one func(string) []string, dst *[]string) bool {
+	switch v := all[name].(type) {
 	case nil:
-		_, present := all["aud"]
+		_, present := all[name]
 		return !present
 	case string:
-		*dst = []string{v}
+		*dst = one(v)
 		return true
 	case []any:
 		out := make([]string, 0, len(v))
-		for _, a := range v {
-			s, ok := a.(string)
+		for _, e := range v {
+			s, ok := e.(string)
 			if !ok {
 				return false
 			}

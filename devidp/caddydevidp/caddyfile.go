@@ -1,6 +1,7 @@
 package caddydevidp
 
 import (
+	"fmt"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -118,42 +119,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // unmarshalBlock reads a client's optional block.
 func (c *Client) unmarshalBlock(d *caddyfile.Dispenser) error {
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("duplicate subdirective %q in client %q", name, c.ID)
-		}
-		seen[name] = true
+	what := fmt.Sprintf("client %q", c.ID)
+	return subdirectives(d, what, func(name string) (err error) {
 		switch name {
 		case "redirect_uri":
-			c.RedirectURIs = d.RemainingArgs()
-			if len(c.RedirectURIs) == 0 {
-				return d.ArgErr()
-			}
+			c.RedirectURIs, err = someArgs(d)
 		case "audience":
-			v, err := oneArg(d)
-			if err != nil {
-				return err
-			}
-			c.Audience = v
+			c.Audience, err = oneArg(d)
 		default:
-			return d.Errf("unrecognized subdirective %q in client %q", name, c.ID)
+			err = d.Errf("unrecognized subdirective %q in %s", name, what)
 		}
-	}
-	return nil
+		return err
+	})
 }
 
 // unmarshalBlock reads a user's optional block.
 func (u *User) unmarshalBlock(d *caddyfile.Dispenser) error {
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		name := d.Val()
-		if seen[name] {
-			return d.Errf("duplicate subdirective %q in user %q", name, u.Subject)
-		}
-		seen[name] = true
-		var err error
+	what := fmt.Sprintf("user %q", u.Subject)
+	return subdirectives(d, what, func(name string) (err error) {
 		switch name {
 		case "email":
 			u.Email, err = oneArg(d)
@@ -162,18 +145,38 @@ func (u *User) unmarshalBlock(d *caddyfile.Dispenser) error {
 		case "preferred_username":
 			u.PreferredUsername, err = oneArg(d)
 		case "groups":
-			u.Groups = d.RemainingArgs()
-			if len(u.Groups) == 0 {
-				err = d.ArgErr()
-			}
+			u.Groups, err = someArgs(d)
 		default:
-			err = d.Errf("unrecognized subdirective %q in user %q", name, u.Subject)
+			err = d.Errf("unrecognized subdirective %q in %s", name, what)
 		}
-		if err != nil {
+		return err
+	})
+}
+
+// subdirectives calls fn for each sub-directive of the block that
+// follows, refusing one given twice; what names the block in errors.
+func subdirectives(d *caddyfile.Dispenser, what string, fn func(name string) error) error {
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("duplicate subdirective %q in %s", name, what)
+		}
+		seen[name] = true
+		if err := fn(name); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// someArgs reads one or more arguments of the current sub-directive.
+func someArgs(d *caddyfile.Dispenser) ([]string, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.ArgErr()
+	}
+	return args, nil
 }
 
 // oneArg reads exactly one argument of the current sub-directive.

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/devidp"
+	"github.com/gatehouse-auth/gatehouse/internal/placeholder"
 )
 
 // Handler is the http.handlers.gatehouse_devidp module: a development
@@ -91,70 +92,31 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger.Warn("devidp is a development identity provider; never use it in production",
 		zap.String("issuer", h.Issuer))
 
-	repl := caddy.NewReplacer()
-	resolve := func(what, v string) (string, error) {
-		out, err := repl.ReplaceOrErr(v, true, true)
-		if err != nil {
-			return "", fmt.Errorf("gatehouse_devidp: %s: %w", what, err)
-		}
-		return out, nil
+	r := placeholder.NewResolver("gatehouse_devidp")
+	r.One("issuer", &h.Issuer)
+	r.One("algorithm", &h.Algorithm)
+	cfg := devidp.Config{Issuer: h.Issuer, Algorithm: h.Algorithm, AccessTokenTTL: time.Duration(h.AccessTokenTTL)}
+	for i := range h.Clients {
+		c := &h.Clients[i]
+		r.One(fmt.Sprintf("client %d id", i), &c.ID)
+		what := fmt.Sprintf("client %q", c.ID)
+		r.Secret(what+": secret", &c.Secret)
+		r.Many(what+" redirect_uri", c.RedirectURIs)
+		r.One(what+" audience", &c.Audience)
+		cfg.Clients = append(cfg.Clients, devidp.Client{ID: c.ID, Secret: c.Secret, RedirectURIs: c.RedirectURIs, Audience: c.Audience})
 	}
-	resolveAll := func(what string, vs []string) ([]string, error) {
-		var out []string
-		for _, v := range vs {
-			r, err := resolve(what, v)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, r)
-		}
-		return out, nil
+	for i := range h.Users {
+		u := &h.Users[i]
+		r.One(fmt.Sprintf("user %d subject", i), &u.Subject)
+		what := fmt.Sprintf("user %q", u.Subject)
+		r.One(what+" email", &u.Email)
+		r.One(what+" name", &u.Name)
+		r.One(what+" preferred_username", &u.PreferredUsername)
+		r.Many(what+" groups", u.Groups)
+		cfg.Users = append(cfg.Users, devidp.User{Subject: u.Subject, Email: u.Email, Name: u.Name, PreferredUsername: u.PreferredUsername, Groups: u.Groups})
 	}
-
-	var err error
-	cfg := devidp.Config{AccessTokenTTL: time.Duration(h.AccessTokenTTL)}
-	if cfg.Issuer, err = resolve("issuer", h.Issuer); err != nil {
+	if err := r.Err(); err != nil {
 		return err
-	}
-	if cfg.Algorithm, err = resolve("algorithm", h.Algorithm); err != nil {
-		return err
-	}
-	for i, c := range h.Clients {
-		var dc devidp.Client
-		if dc.ID, err = resolve(fmt.Sprintf("client %d id", i), c.ID); err != nil {
-			return err
-		}
-		// The error of the replacer could quote part of a secret: drop it.
-		if dc.Secret, err = repl.ReplaceOrErr(c.Secret, true, true); err != nil {
-			return fmt.Errorf("gatehouse_devidp: client %q: secret: a placeholder could not be resolved", dc.ID)
-		}
-		if dc.RedirectURIs, err = resolveAll(fmt.Sprintf("client %q redirect_uri", dc.ID), c.RedirectURIs); err != nil {
-			return err
-		}
-		if dc.Audience, err = resolve(fmt.Sprintf("client %q audience", dc.ID), c.Audience); err != nil {
-			return err
-		}
-		cfg.Clients = append(cfg.Clients, dc)
-	}
-	for i, u := range h.Users {
-		var du devidp.User
-		if du.Subject, err = resolve(fmt.Sprintf("user %d subject", i), u.Subject); err != nil {
-			return err
-		}
-		what := fmt.Sprintf("user %q", du.Subject)
-		if du.Email, err = resolve(what+" email", u.Email); err != nil {
-			return err
-		}
-		if du.Name, err = resolve(what+" name", u.Name); err != nil {
-			return err
-		}
-		if du.PreferredUsername, err = resolve(what+" preferred_username", u.PreferredUsername); err != nil {
-			return err
-		}
-		if du.Groups, err = resolveAll(what+" groups", u.Groups); err != nil {
-			return err
-		}
-		cfg.Users = append(cfg.Users, du)
 	}
 
 	p, err := devidp.New(cfg)
