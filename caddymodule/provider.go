@@ -101,7 +101,7 @@ type provider struct {
 	login     authorizer
 	refresh   refresher
 	revoke    revoker
-	endSesion endSessioner
+	endSession endSessioner
 }
 
 // provision builds the provider; ctx bounds its background work. keySet shares JWKS caches (shared.go);
@@ -150,7 +150,7 @@ func (pc *ProviderConfig) provisionClient(p *provider, group *flow.RefreshGroup,
 	if err != nil {
 		return err
 	}
-	p.login, p.refresh, p.revoke, p.endSesion = client, refresh, client, client
+	p.login, p.refresh, p.revoke, p.endSession = client, refresh, client, client
 	return nil
 }
 

@@ -49,7 +49,7 @@ func (g *Gatehouse) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	g.sessions.ClearAll(w, r)
 	w.Header().Set("Cache-Control", "no-store")
 
-	if endSession, ok := g.idp.endSesion.EndSessionURL(r.Context(), idToken, g.absolute(r, target)); ok {
+	if endSession, ok := g.idp.endSession.EndSessionURL(r.Context(), idToken, g.absolute(r, target)); ok {
 		http.Redirect(w, r, endSession, http.StatusFound)
 		return nil
 	}
