@@ -40,6 +40,7 @@ func init() {
 //		user_claim             <claim>
 //		email_claim            <claim>
 //		groups_claim           <claim>
+//		trusted_audiences      <aud...>
 //		trusted_redirect_hosts <host...>
 //		unauthenticated        redirect|401|allow
 //		refresh_before         <duration>
@@ -59,6 +60,7 @@ func init() {
 //			required_scopes <scope...>
 //			clock_skew      <duration>
 //			cache_size      <entries>
+//			require_at_jwt
 //			only
 //		}
 //	}
@@ -125,6 +127,8 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &g.EmailClaim)
 		case "groups_claim":
 			err = oneArg(d, &g.GroupsClaim)
+		case "trusted_audiences":
+			err = someArgs(d, &g.TrustedAudiences)
 		case "trusted_redirect_hosts":
 			err = someArgs(d, &g.TrustedRedirectHosts)
 		case "unauthenticated":
@@ -188,6 +192,8 @@ func (b *BearerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = intArg(d, "bearer ", &b.CacheSize)
 		case "only":
 			err = flagArg(d, &b.Only)
+		case "require_at_jwt":
+			err = flagArg(d, &b.RequireAtJWT)
 		default:
 			err = d.Errf("gatehouse: bearer: unrecognized subdirective %q", sub)
 		}

@@ -444,7 +444,7 @@ func TestSessionKeepsClaimsOtherBlocksNeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Identity = &id
-	sess := flow.Refreshed(old, res)
+	sess := flow.Refreshed(old, res, time.Now())
 	if sess.Claims["department"][0] != "finance" || sess.Claims["unrelated"] != nil {
 		t.Fatalf("claims kept: %v", sess.Claims)
 	}

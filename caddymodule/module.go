@@ -145,6 +145,10 @@ type BearerConfig struct {
 	Only bool `json:"only,omitempty"`
 	// CacheSize bounds the verified-token cache (entries). Default: 10000.
 	CacheSize int `json:"cache_size,omitempty"`
+	// RequireAtJWT accepts only tokens whose header says typ at+jwt (RFC
+	// 9068). Default: false — any token that is not recognisably another
+	// kind (ID, logout, DPoP proof …) is taken as an access token.
+	RequireAtJWT bool `json:"require_at_jwt,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -236,6 +240,8 @@ func (g *Gatehouse) provisionBearer() error {
 		CacheSize:      g.Bearer.CacheSize,
 		Now:            g.now,
 		ClientID:       g.ClientID,
+
+		RequireAccessTokenType: g.Bearer.RequireAtJWT,
 	})
 	if err != nil {
 		return fmt.Errorf("gatehouse: bearer: %w", err)

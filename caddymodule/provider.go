@@ -60,6 +60,11 @@ type ProviderConfig struct {
 	// GroupsClaim names the claim carrying the groups; a dotted name
 	// ("realm_access.roles") reaches into nested objects. Default: "groups".
 	GroupsClaim string `json:"groups_claim,omitempty"`
+
+	// TrustedAudiences are audiences besides ClientID that an ID token may
+	// name; one naming any other audience is refused (OpenID Connect Core
+	// §3.1.3.7). Default: none.
+	TrustedAudiences []string `json:"trusted_audiences,omitempty"`
 }
 
 // The capabilities the request pipeline uses from a provider, one
@@ -96,11 +101,11 @@ type (
 // bearer { only } mode it has no client: login, refresh, revoke and
 // end-session are nil.
 type provider struct {
-	meta      *flow.Provider
-	mapper    *identity.Mapper
-	login     authorizer
-	refresh   refresher
-	revoke    revoker
+	meta       *flow.Provider
+	mapper     *identity.Mapper
+	login      authorizer
+	refresh    refresher
+	revoke     revoker
 	endSession endSessioner
 }
 
@@ -141,7 +146,9 @@ func (pc *ProviderConfig) provisionClient(p *provider, group *flow.RefreshGroup,
 		Scopes:       pc.Scopes,
 		Prompt:       strings.Join(pc.Prompt, " "),
 		Mapper:       p.mapper,
-		Now:          now,
+
+		TrustedAudiences: pc.TrustedAudiences,
+		Now:              now,
 	})
 	if err != nil {
 		return err
@@ -184,6 +191,7 @@ func (pc *ProviderConfig) resolve(r *placeholder.Resolver) {
 	r.One("user_claim", &pc.UserClaim)
 	r.One("email_claim", &pc.EmailClaim)
 	r.One("groups_claim", &pc.GroupsClaim)
+	r.Many("trusted_audiences", pc.TrustedAudiences)
 }
 
 // validate checks the provider's values; withClient is false in
@@ -215,6 +223,9 @@ func (pc *ProviderConfig) validate(bad badFunc, withClient bool) {
 	}
 	if _, ok := clientAuths[pc.ClientAuth]; !ok && pc.ClientAuth != "" {
 		bad("client_auth", "must be basic or post, not %q", pc.ClientAuth)
+	}
+	if slices.Contains(pc.TrustedAudiences, "") {
+		bad("trusted_audiences", "must not hold an empty audience")
 	}
 	if len(pc.Scopes) > 0 && !slices.Contains(pc.Scopes, "openid") {
 		bad("scopes", `must include "openid"`)

@@ -45,10 +45,19 @@ type BearerOptions struct {
 	// are refused as access tokens even when the audiences would let them
 	// in (an ID token travels in URLs such as RP-initiated logout).
 	ClientID string
+	// RequireAccessTokenType accepts only tokens typed at+jwt (RFC 9068).
+	// Default: any token that is not recognisably another kind.
+	RequireAccessTokenType bool
 }
 
-// ErrIDTokenAsBearer: an ID token was presented as an access token.
-var ErrIDTokenAsBearer = fmt.Errorf("%w: an ID token is not an access token", verify.ErrInvalidToken)
+// Token-type refusals (see Bearer.accessTokenKind).
+var (
+	// ErrNotAnAccessToken: the token is another kind of JWT.
+	ErrNotAnAccessToken = fmt.Errorf("%w: not an access token", verify.ErrInvalidToken)
+	// ErrIDTokenAsBearer: an ID token for gatehouse's own client was
+	// presented as an access token.
+	ErrIDTokenAsBearer = fmt.Errorf("%w: an ID token is not an access token", ErrNotAnAccessToken)
+)
 
 // Bearer validates bearer access tokens (JWTs) for an API: the provider's
 // signature, issuer, audience, times and the required scopes. Its verifier
@@ -120,8 +129,8 @@ func (b *Bearer) Verify(ctx context.Context, token string) (*verify.Claims, erro
 	if err != nil {
 		return nil, err
 	}
-	if b.looksLikeIDToken(c) {
-		return nil, ErrIDTokenAsBearer
+	if err := b.accessTokenKind(c); err != nil {
+		return nil, err
 	}
 	if missing := c.MissingScopes(b.opts.RequiredScopes); missing != nil {
 		return nil, &InsufficientScopeError{Missing: missing}
@@ -129,22 +138,53 @@ func (b *Bearer) Verify(ctx context.Context, token string) (*verify.Claims, erro
 	return c, nil
 }
 
-// looksLikeIDToken spots ID tokens: at_hash or c_hash (claims only ID
-// tokens have), or a nonce in a token for the gateway's own client —
-// unless the header says at+jwt (RFC 9068). (Keycloak before 25 put a nonce
-// in access tokens too, but for their resource audiences.)
-func (b *Bearer) looksLikeIDToken(c *verify.Claims) bool {
-	if strings.EqualFold(c.Type, "at+jwt") || strings.EqualFold(c.Type, "application/at+jwt") {
-		return false
+// accessTokenKind applies the token-type policy (RFC 9068 §4, RFC 8725
+// §3.11-3.12): a verified JWT serves as an access token unless it says or
+// shows it is another kind of token.
+//
+//   - typ at+jwt (RFC 9068) is an access token;
+//   - with RequireAccessTokenType nothing else is;
+//   - a logout token (typ logout+jwt, or an `events` claim), an ID token
+//     or security event by its typ, a DPoP proof, or a Keycloak token whose
+//     payload typ says "ID" or "Logout" never is;
+//   - a token whose audience is gatehouse's own login client (ClientID) is
+//     taken for an ID token — gatehouse's ID tokens travel in URLs
+//     (RP-initiated logout) — when it has an ID token's marks (nonce,
+//     at_hash, c_hash) or no scope at all. Tokens for other audiences pass:
+//     Dex's access tokens carry at_hash and no typ.
+func (b *Bearer) accessTokenKind(c *verify.Claims) error {
+	typ := strings.TrimPrefix(strings.ToLower(c.Type), "application/")
+	if typ == "at+jwt" {
+		return nil
+	}
+	if b.opts.RequireAccessTokenType {
+		return fmt.Errorf("%w: typ %q, not at+jwt", ErrNotAnAccessToken, c.Type)
+	}
+	if nonAccessTypes[typ] {
+		return fmt.Errorf("%w: typ %q", ErrNotAnAccessToken, c.Type)
 	}
 	all := c.Map()
-	if _, ok := all["at_hash"]; ok {
-		return true
+	if _, ok := all["events"]; ok {
+		return fmt.Errorf("%w: a logout or security event token", ErrNotAnAccessToken)
 	}
-	if _, ok := all["c_hash"]; ok {
-		return true
+	if kc, _ := all["typ"].(string); strings.EqualFold(kc, "ID") || strings.EqualFold(kc, "Logout") {
+		return fmt.Errorf("%w: payload typ %q", ErrNotAnAccessToken, kc)
 	}
-	return c.Nonce != "" && b.opts.ClientID != "" && slices.Contains(c.Audience, b.opts.ClientID)
+	if b.opts.ClientID == "" || !slices.Contains(c.Audience, b.opts.ClientID) {
+		return nil
+	}
+	_, atHash := all["at_hash"]
+	_, cHash := all["c_hash"]
+	if atHash || cHash || c.Nonce != "" || len(c.Scopes) == 0 {
+		return ErrIDTokenAsBearer
+	}
+	return nil
+}
+
+// nonAccessTypes are JOSE typ values of tokens that are never access tokens.
+var nonAccessTypes = map[string]bool{
+	"logout+jwt": true, "id_token+jwt": true, "secevent+jwt": true, "dpop+jwt": true,
+	"token-introspection+jwt": true, "oauth-authz-req+jwt": true,
 }
 
 // RequiredScopes returns the scopes every token must carry.

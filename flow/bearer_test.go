@@ -226,8 +226,12 @@ func testKeySet(t *testing.T, clock *testClock) func(string) (verify.KeySet, err
 	}
 }
 
-// TestBearerRefusesIDTokens: an ID token is not an access token, even when
-// the audiences would let it in.
+// TestBearerRefusesIDTokens: an ID token for gatehouse's own client is
+// not an access token, even when the audiences would let it in; nor is a
+// logout token or a token typed as another kind (RFC 9068 §4, RFC 8725
+// §3.11; review SA2-06). Tokens for other audiences pass even with an ID
+// token's marks: Dex's access tokens carry at_hash and no typ (issue 10,
+// defect 10 — they used to be refused).
 func TestBearerRefusesIDTokens(t *testing.T) {
 	p := newScripted(t)
 	b := newBearer(t, p, func(_ *ProviderOptions, o *BearerOptions) {
@@ -236,6 +240,7 @@ func TestBearerRefusesIDTokens(t *testing.T) {
 		o.ClientID = clientID
 	})
 	base := accessClaims(p.URL)
+	ours := set(base, "aud", clientID)
 	for _, tc := range []struct {
 		name   string
 		claims map[string]any
@@ -243,20 +248,47 @@ func TestBearerRefusesIDTokens(t *testing.T) {
 		ok     bool
 	}{
 		{"access token", base, nil, true},
-		{"with at_hash", set(base, "at_hash", "x"), nil, false},
-		{"with c_hash", set(base, "c_hash", "x"), nil, false},
-		{"our ID token (nonce, aud = client)", set(set(base, "nonce", "n"), "aud", clientID), nil, false},
+		{"Dex access token: at_hash, no typ, another audience", set(base, "at_hash", "x"), nil, true},
+		{"c_hash for another audience", set(base, "c_hash", "x"), nil, true},
+		{"our client, with at_hash", set(ours, "at_hash", "x"), nil, false},
+		{"our client, with c_hash", set(ours, "c_hash", "x"), nil, false},
+		{"our ID token (nonce, aud = client)", set(ours, "nonce", "n"), nil, false},
+		{"our client, no nonce, no at_hash, no scope (a refreshed ID token)", unset(ours, "scope"), map[string]any{"typ": "JWT"}, false},
+		{"our client, with scopes", ours, nil, true},
 		{"nonce for another audience (Keycloak < 25 access tokens)", set(base, "nonce", "n"), nil, true},
-		{"typ at+jwt with a nonce", set(set(base, "nonce", "n"), "aud", clientID), map[string]any{"typ": "at+jwt"}, true},
+		{"typ at+jwt with a nonce", set(ours, "nonce", "n"), map[string]any{"typ": "at+jwt"}, true},
+		{"typ application/at+jwt", ours, map[string]any{"typ": "application/at+jwt"}, true},
+		{"logout token by typ", base, map[string]any{"typ": "logout+jwt"}, false},
+		{"logout token by events", set(base, "events", map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}), nil, false},
+		{"DPoP proof", base, map[string]any{"typ": "dpop+jwt"}, false},
+		{"Keycloak ID token (payload typ ID)", set(base, "typ", "ID"), nil, false},
+		{"Keycloak access token (payload typ Bearer)", set(base, "typ", "Bearer"), nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := b.Verify(context.Background(), p.key.Sign(tc.claims, tc.header))
 			if tc.ok != (err == nil) {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}
-			if err != nil && !errors.Is(err, ErrIDTokenAsBearer) {
+			if err != nil && !errors.Is(err, ErrNotAnAccessToken) {
 				t.Fatalf("err = %v", err)
 			}
 		})
 	}
+	strict := newBearer(t, p, func(_ *ProviderOptions, o *BearerOptions) { o.RequireAccessTokenType = true })
+	if _, err := strict.Verify(context.Background(), p.key.Sign(base, nil)); !errors.Is(err, ErrNotAnAccessToken) {
+		t.Fatalf("require at+jwt: an untyped token: %v", err)
+	}
+	if _, err := strict.Verify(context.Background(), p.key.Sign(base, map[string]any{"typ": "at+jwt"})); err != nil {
+		t.Fatalf("require at+jwt: an at+jwt token: %v", err)
+	}
+}
+
+func unset(m map[string]any, k string) map[string]any {
+	out := map[string]any{}
+	for key, v := range m {
+		if key != k {
+			out[key] = v
+		}
+	}
+	return out
 }

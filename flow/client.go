@@ -61,6 +61,10 @@ type ClientOptions struct {
 	IDTokenAlgorithms []string
 	// ClockSkew tolerated on ID-token times. Default 1m.
 	ClockSkew time.Duration
+	// TrustedAudiences are audiences besides ClientID an ID token may name
+	// (OpenID Connect Core §3.1.3.7 item 3); an ID token naming any other
+	// is refused. Default: none.
+	TrustedAudiences []string
 	// Mapper turns the ID token's and userinfo's claims into the
 	// Identity of a login or refresh. Default: the default claim names.
 	Mapper *identity.Mapper
@@ -108,6 +112,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		opts.Mapper = &identity.Mapper{}
 	}
 	opts.Scopes = slices.Clone(opts.Scopes)
+	opts.TrustedAudiences = slices.Clone(opts.TrustedAudiences)
 	return &Client{opts: opts, p: opts.Provider}, nil
 }
 
@@ -419,9 +424,12 @@ func (c *Client) checkIDToken(ctx context.Context, v *verify.Verifier, raw strin
 	case idc.AuthorizedParty != "" && idc.AuthorizedParty != c.opts.ClientID:
 		return nil, fmt.Errorf("%w: azp is another client", ErrIDToken)
 	case len(idc.Audience) > 1 && idc.AuthorizedParty == "":
-		// Other audiences are trusted only when the token says it was
-		// issued to this client (Core §3.1.3.7 items 3–5).
+		// Several audiences need azp to say which client it was issued to
+		// (Core §3.1.3.7 items 4–5).
 		return nil, fmt.Errorf("%w: several audiences and no azp", ErrIDToken)
+	case !c.trustsAudiences(idc.Audience):
+		// Core §3.1.3.7 item 3: an audience the client does not trust.
+		return nil, fmt.Errorf("%w: an audience is not trusted (trusted_audiences)", ErrIDToken)
 	case check.refresh && idc.Subject != check.subject:
 		return nil, fmt.Errorf("%w: a refreshed ID token names another subject", ErrIDToken)
 	case !check.refresh && (check.nonce == "" || subtle.ConstantTimeCompare([]byte(idc.Nonce), []byte(check.nonce)) != 1):
@@ -431,6 +439,17 @@ func (c *Client) checkIDToken(ctx context.Context, v *verify.Verifier, raw strin
 		return nil, fmt.Errorf("%w: at_hash does not match the access token", ErrIDToken)
 	}
 	return idc, nil
+}
+
+// trustsAudiences reports whether every audience is the client or one of
+// TrustedAudiences.
+func (c *Client) trustsAudiences(auds []string) bool {
+	for _, a := range auds {
+		if a != c.opts.ClientID && !slices.Contains(c.opts.TrustedAudiences, a) {
+			return false
+		}
+	}
+	return true
 }
 
 // atHashMatches checks at_hash (Core §3.2.2.9): the left half of the hash

@@ -744,16 +744,29 @@ func TestPrompt(t *testing.T) {
 	}
 }
 
-// TestExtraAudienceWithAzp: another audience next to ours is accepted when
-// azp says the token was issued to us (Keycloak's audience mappers).
+// TestExtraAudienceWithAzp (issue 10, defect 5): another audience next to
+// ours is refused even when azp says the token was issued to us (Core
+// §3.1.3.7 item 3: audiences the client does not trust) — it used to be
+// accepted — unless trusted_audiences names it (Keycloak's audience
+// mappers).
 func TestExtraAudienceWithAzp(t *testing.T) {
 	p := newScripted(t)
-	c := newClient(t, p)
-	l, q := login(t, c, p)
-	p.set(func(p *scripted) {
-		p.idToken = p.key.Sign(set(p.claims(q.Get("nonce")), "aud", []string{clientID, "account"}), nil)
-	})
-	if _, err := c.FinishLogin(context.Background(), redirectURL, callback(l, p.URL), l); err != nil {
-		t.Fatalf("extra audience with azp = client: %v", err)
+	for _, tc := range []struct {
+		trusted []string
+		ok      bool
+	}{
+		{nil, false},
+		{[]string{"other"}, false},
+		{[]string{"account"}, true},
+	} {
+		c := newClient(t, p, func(_ *ProviderOptions, o *ClientOptions) { o.TrustedAudiences = tc.trusted })
+		l, q := login(t, c, p)
+		p.set(func(p *scripted) {
+			p.idToken = p.key.Sign(set(p.claims(q.Get("nonce")), "aud", []string{clientID, "account"}), nil)
+		})
+		_, err := c.FinishLogin(context.Background(), redirectURL, callback(l, p.URL), l)
+		if tc.ok != (err == nil) || err != nil && !errors.Is(err, ErrIDToken) {
+			t.Fatalf("extra audience with azp = client, trusted %v: %v", tc.trusted, err)
+		}
 	}
 }

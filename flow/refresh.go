@@ -94,7 +94,8 @@ func NewRefreshGroup() *RefreshGroup {
 }
 
 // Refresher keeps sessions' tokens fresh. A session whose access token
-// expires within Before is refreshed before the request is served;
+// expires within Before (at most a tenth of the token's lifetime) is
+// refreshed before the request is served;
 // concurrent requests of one session share one refresh (refresh tokens
 // rotate: a second refresh with the old token would end the session), and
 // requests that still carry the pre-refresh cookie for a little while get
@@ -145,7 +146,7 @@ func (r *Refresher) Fresh(ctx context.Context, s *session.Session) (fresh *sessi
 	}
 	now := r.opts.Now()
 	exp := time.Unix(s.AccessExpiry, 0)
-	if now.Add(r.opts.Before).Before(exp) {
+	if now.Before(exp.Add(-r.lead(s))) {
 		return s, false, nil
 	}
 	valid := now.Before(exp)
@@ -166,7 +167,7 @@ func (r *Refresher) Fresh(ctx context.Context, s *session.Session) (fresh *sessi
 		if err != nil {
 			return nil, err
 		}
-		next := Refreshed(s, res)
+		next := Refreshed(s, res, r.opts.Now())
 		r.g.recent.Add(key, recentRefresh{sess: next, at: r.opts.Now()})
 		return next, nil
 	})
@@ -178,6 +179,24 @@ func (r *Refresher) Fresh(ctx context.Context, s *session.Session) (fresh *sessi
 	default:
 		return nil, false, err
 	}
+}
+
+// maxLeadFraction: a token is refreshed at most this fraction of its
+// lifetime before it expires, so short-lived tokens (30 s to 2 min are
+// common) are used for most of their life and refreshed once each, not
+// on every request.
+const maxLeadFraction = 10
+
+// lead is how long before its access token expires s is refreshed:
+// Before, but at most a tenth of the token's lifetime when it is known.
+func (r *Refresher) lead(s *session.Session) time.Duration {
+	lead := r.opts.Before
+	if s.AccessIssued > 0 {
+		if life := time.Duration(s.AccessExpiry-s.AccessIssued) * time.Second; life > 0 {
+			lead = min(lead, life/maxLeadFraction)
+		}
+	}
+	return lead
 }
 
 // refreshKey identifies one refresh: the session and the refresh token it

@@ -65,7 +65,10 @@ func (rt *rotatingTokens) serve(w http.ResponseWriter, r *http.Request) {
 	next := fmt.Sprintf("rt-%d", rt.n)
 	rt.live[next] = true
 	access := fmt.Sprintf("at-%d", rt.n)
-	resp := map[string]any{"access_token": access, "token_type": "Bearer", "expires_in": int(rt.accessIn / time.Second), "refresh_token": next}
+	resp := map[string]any{"access_token": access, "token_type": "Bearer", "refresh_token": next}
+	if rt.accessIn > 0 {
+		resp["expires_in"] = int(rt.accessIn / time.Second)
+	}
 	if !rt.noIDTok {
 		sum := sha256.Sum256([]byte(access))
 		resp["id_token"] = rt.p.key.Sign(map[string]any{
@@ -134,6 +137,57 @@ func TestRefreshAheadOfExpiry(t *testing.T) {
 	}
 	if soon.RefreshToken != "rt-0" {
 		t.Fatal("the old session was modified")
+	}
+}
+
+// TestShortLivedTokensRefreshOncePerToken (issue 10, defect 2): with
+// 30-second access tokens (below refresh_before's 1m) a session browsing
+// for five minutes, a request a second, refreshes about once per token
+// lifetime — it used to refresh on every request.
+func TestShortLivedTokensRefreshOncePerToken(t *testing.T) {
+	clock := &testClock{t: epoch}
+	r, rt, _ := refreshFixture(t, clock)
+	rt.accessIn = 30 * time.Second
+	s := expiringSession(clock, 30*time.Second)
+	s.AccessIssued = clock.now().Unix()
+	const browse = 300
+	for i := range browse {
+		clock.advance(time.Second)
+		next, _, err := r.Fresh(context.Background(), s)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if next.AccessToken != s.AccessToken && i < 20 {
+			t.Fatalf("request %d (%ds into a 30s token) refreshed", i, i+1)
+		}
+		s = next
+	}
+	if n := rt.refresh.Load(); n < browse/30-1 || n > browse/30+1 {
+		t.Fatalf("%d refresh grants in %ds of 30-second tokens, want about %d", n, browse, browse/30)
+	}
+}
+
+// TestRefreshWithoutExpiryDoesNotLoop (review SA2-14): a refresh answer
+// with neither expires_in nor an ID token leaves the expiry unknown, not
+// the old (past) one, so the next requests do not refresh again.
+func TestRefreshWithoutExpiryDoesNotLoop(t *testing.T) {
+	clock := &testClock{t: epoch}
+	r, rt, _ := refreshFixture(t, clock)
+	rt.accessIn, rt.noIDTok = 0, true
+	s := expiringSession(clock, 10*time.Second)
+	for range 3 {
+		clock.advance(20 * time.Second)
+		next, _, err := r.Fresh(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = next
+	}
+	if n := rt.refresh.Load(); n != 1 {
+		t.Fatalf("%d refresh grants after the first refresh left no expiry, want 1", n)
+	}
+	if s.AccessExpiry != 0 || s.AccessToken != "at-1" {
+		t.Fatalf("refreshed session: expiry %d, access token %q", s.AccessExpiry, s.AccessToken)
 	}
 }
 

@@ -99,9 +99,10 @@ func SafeReturnTo(target, requestHost string, trusted HostPatterns) string {
 //
 //   - a path on the request's host: starts with a single "/", holds no
 //     "//", "\", whitespace, control or non-ASCII bytes and no "." or ".."
-//     segments — neither as written nor after percent-decoding (where UTF-8
-//     is fine but invisible and separator characters are not; a target
-//     still encoded after three rounds is refused);
+//     segments — neither as written nor, for the path before the query,
+//     after percent-decoding (where UTF-8 is fine but invisible and
+//     separator characters are not; a path still encoded after three
+//     rounds is refused). The query is kept as sent;
 //   - an absolute http(s) URL without user info whose host equals
 //     requestHost (host and port) or matches trusted.
 //
@@ -112,12 +113,16 @@ func ValidateReturnTo(target, requestHost string, trusted HostPatterns) error {
 	if target == "" || len(target) > maxReturnTo || !cleanASCII(target) {
 		return ErrUnsafeReturnTo
 	}
-	decoded, ok := unescapeFully(target)
+	// Only what comes before the query decides where a browser goes: it is
+	// checked as written and percent-decoded. The query and fragment are
+	// kept as sent ("?q=hello%20world" is an ordinary search).
+	path := pathOf(target)
+	decoded, ok := unescapeFully(path)
 	if !ok {
 		return ErrUnsafeReturnTo
 	}
 	if strings.HasPrefix(target, "/") {
-		if strings.HasPrefix(decoded, "//") || hasDotSegment(pathOf(target)) || hasDotSegment(pathOf(decoded)) {
+		if strings.HasPrefix(decoded, "//") || hasDotSegment(path) || hasDotSegment(decoded) {
 			return ErrUnsafeReturnTo
 		}
 		return nil

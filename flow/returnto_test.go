@@ -32,6 +32,12 @@ func TestValidateReturnToAccepts(t *testing.T) {
 		"/a/b/c.html?q=%2F%2F#frag",
 		"/reports/2026/11?sort=-date",
 		"/search?q=a+b&lang=en",
+		// Issue 10, defect 1: encoded characters in the query are the
+		// page's business, not a redirect trick.
+		"/search?q=hello%20world",
+		"/search?q=a%2Fb%2F%2Fc&path=%2F%2Fevil.example&x=%0A%09%5C",
+		"/reports?filter=%E2%80%AE&empty=",
+		"https://good.example/search?q=hello%20world#top",
 		"/%E2%82%AC",
 		"/caf%C3%A9?q=%E6%97%A5",
 		"/..well-named/..x",

@@ -16,7 +16,7 @@ func NewSession(res *Result, now time.Time) (*session.Session, error) {
 	}
 	s := &session.Session{ID: session.NewID(), Created: now.Unix(), Identity: *res.Identity}
 	s.SID = res.IDToken.SessionID
-	setTokens(s, res)
+	setTokens(s, res, now)
 	return s, nil
 }
 
@@ -24,7 +24,7 @@ func NewSession(res *Result, now time.Time) (*session.Session, error) {
 // anew when the refresh brought claims, so group changes at the provider
 // reach the session (Pomerium CVE-2021-41230); the session ID, the
 // subject and the login time carry over.
-func Refreshed(old *session.Session, res *Result) *session.Session {
+func Refreshed(old *session.Session, res *Result, now time.Time) *session.Session {
 	s := *old
 	if res.Identity != nil {
 		subject := s.Subject
@@ -34,13 +34,19 @@ func Refreshed(old *session.Session, res *Result) *session.Session {
 	if res.IDToken != nil && res.IDToken.SessionID != "" {
 		s.SID = res.IDToken.SessionID
 	}
-	setTokens(&s, res)
+	setTokens(&s, res, now)
 	return &s
 }
 
-func setTokens(s *session.Session, res *Result) {
+// setTokens stores a token response's tokens, obtained at now. The
+// access token's expiry comes from expires_in, else from the ID token that
+// came with it; with neither it is unknown (0: never refreshed, the
+// session lifetime rules), never the expiry of the token it replaces,
+// which would have every request refresh again (review SA2-14).
+func setTokens(s *session.Session, res *Result, now time.Time) {
 	t := res.Tokens
 	s.AccessToken = t.AccessToken
+	s.AccessIssued = now.Unix()
 	if t.RefreshToken != "" {
 		s.RefreshToken = t.RefreshToken
 	}
@@ -53,5 +59,7 @@ func setTokens(s *session.Session, res *Result) {
 	case res.IDToken != nil:
 		// No expires_in: the ID token's expiry bounds the session.
 		s.AccessExpiry = res.IDToken.Expiry.Unix()
+	default:
+		s.AccessExpiry = 0
 	}
 }

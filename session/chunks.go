@@ -62,8 +62,9 @@ func parseChunks(first string, found []bool) (n int, rest string, err error) {
 	if i < 0 {
 		return 1, first, nil
 	}
+	// The count as Save writes it: digits, no sign, no leading zero.
 	count, err := strconv.Atoi(first[:i])
-	if err != nil || count < 2 || count > maxChunks || i > 2 {
+	if err != nil || count < 2 || count > maxChunks || first[0] < '1' || first[0] > '9' || strconv.Itoa(count) != first[:i] {
 		return 0, "", ErrInvalid
 	}
 	for j := 1; j < count; j++ {

@@ -4,8 +4,10 @@ import (
 	"crypto/aes"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/gorilla/securecookie"
 )
@@ -76,9 +78,19 @@ func (c *Codec) Seal(name string, plaintext []byte) (string, error) {
 }
 
 // Unseal authenticates and decrypts a value sealed under name. keyIndex tells
-// which secret unsealed it (0 is the current one). Any failure is ErrInvalid.
+// which secret unsealed it (0 is the current one). Any failure is ErrInvalid,
+// including a value in any but the canonical encoding Seal writes: the
+// outer base64 is not covered by the MAC, and a changed padding bit or an
+// inserted line break would decode to the same bytes.
 func (c *Codec) Unseal(name, sealed string) (plaintext []byte, keyIndex int, err error) {
 	if len(sealed) > c.maxLen {
+		return nil, 0, ErrInvalid
+	}
+	// Strict refuses non-zero padding bits; line breaks it still skips.
+	if strings.ContainsAny(sealed, "\r\n") {
+		return nil, 0, ErrInvalid
+	}
+	if _, err := base64.URLEncoding.Strict().DecodeString(sealed); err != nil {
 		return nil, 0, ErrInvalid
 	}
 	for i, sc := range c.codecs {

@@ -16,8 +16,8 @@ import (
 const (
 	// maxLogins bounds concurrent login cookies (one per tab mid-login).
 	maxLogins = 8
-	// loginMaxLen bounds a sealed login cookie.
-	loginMaxLen = 2048
+	// loginMaxLen bounds a sealed login cookie: one cookie, like a chunk.
+	loginMaxLen = chunkSize
 	// maxStateLen bounds the state parameter we look a login cookie up by.
 	maxStateLen = 512
 )
@@ -66,23 +66,40 @@ func (l *Login) fresh(now time.Time, ttl time.Duration) bool {
 // SaveLogin seals login into its own short-lived cookie, named after its
 // state, so logins in several tabs do not overwrite each other. When r
 // already carries the maximum number of login cookies, the oldest are
-// expired.
+// expired. A ReturnTo too long for the cookie is shortened (see below), so
+// any URL a browser can send starts a login.
 func (c *Cookies) SaveLogin(w http.ResponseWriter, r *http.Request, login *Login) error {
 	name, err := c.loginName(login.State)
 	if err != nil {
 		return err
 	}
-	plain, err := login.marshal()
-	if err != nil {
-		return fmt.Errorf("session: encoding login: %w", err)
+	sealed, err := c.sealLogin(name, login)
+	if errors.Is(err, ErrTooLarge) {
+		// A return-to too long for a cookie (long report and search URLs)
+		// is cut to its path, then to "/": the login still works, landing
+		// on less than the whole URL.
+		path, _, _ := strings.Cut(login.ReturnTo, "?")
+		for _, shorter := range []string{path, "/"} {
+			login.ReturnTo = shorter
+			if sealed, err = c.sealLogin(name, login); !errors.Is(err, ErrTooLarge) {
+				break
+			}
+		}
 	}
-	sealed, err := c.loginCodec.Seal(name, plain)
 	if err != nil {
 		return err
 	}
 	c.expireOldLogins(w, r)
 	http.SetCookie(w, c.loginCookie(name, sealed, int(c.opts.LoginTTL/time.Second)))
 	return nil
+}
+
+func (c *Cookies) sealLogin(name string, login *Login) (string, error) {
+	plain, err := login.marshal()
+	if err != nil {
+		return "", fmt.Errorf("session: encoding login: %w", err)
+	}
+	return c.loginCodec.Seal(name, plain)
 }
 
 // TakeLogin finds the login cookie for state, expires it (a login cookie is

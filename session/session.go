@@ -40,6 +40,10 @@ type Session struct {
 	IDToken      string `json:"it,omitempty"`
 	// AccessExpiry is when the access token expires (Unix seconds; 0: unknown).
 	AccessExpiry int64 `json:"ax,omitempty"`
+	// AccessIssued is when the access token was obtained (Unix seconds; 0:
+	// unknown, in sessions sealed before it was recorded). With AccessExpiry
+	// it gives the token's lifetime, which bounds how early it is refreshed.
+	AccessIssued int64 `json:"ai,omitempty"`
 	// Created is when the user logged in (Unix seconds). The absolute session
 	// lifetime counts from here.
 	Created int64 `json:"t"`

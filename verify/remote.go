@@ -3,11 +3,13 @@ package verify
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,9 +56,13 @@ type RemoteKeySet struct {
 	cancel context.CancelFunc
 	ctx    context.Context
 
-	keys    atomic.Pointer[keyList]
-	gate    flight.Gate
-	fetches atomic.Int64
+	keys     atomic.Pointer[keyList]
+	gate     flight.Gate
+	fetches  atomic.Int64
+	onDemand atomic.Bool // a fetch of ours (not the background refresh) runs
+
+	skippedMu sync.Mutex
+	skipped   map[string]bool // keys left out of the JWKS, logged once each
 }
 
 // NewRemoteKeySet prepares a key set for jwksURL. It does not fetch: the
@@ -82,7 +88,7 @@ func NewRemoteKeySet(ctx context.Context, jwksURL string, opts RemoteOptions) (*
 	r := &RemoteKeySet{url: jwksURL, opts: opts, ctx: ctx, cancel: cancel}
 	r.cache = jwk.NewCache(ctx, jwk.WithRefreshWindow(time.Minute))
 	err := r.cache.Register(jwksURL,
-		jwk.WithHTTPClient(getter{opts.HTTPClient}),
+		jwk.WithHTTPClient(getter{client: opts.HTTPClient, keys: r}),
 		jwk.WithMinRefreshInterval(opts.MinRefreshInterval),
 		jwk.WithPostFetcher(jwk.PostFetchFunc(r.store)),
 	)
@@ -109,6 +115,11 @@ func (r *RemoteKeySet) store(_ string, set jwk.Set) (jwk.Set, error) {
 	}
 	r.keys.Store(&keys)
 	r.fetches.Add(1)
+	if !r.onDemand.Load() {
+		// A background refresh succeeded: a key id it lacks is worth one
+		// fetch at once (a rotation may have followed it).
+		r.gate.Reset()
+	}
 	return set, nil
 }
 
@@ -123,27 +134,57 @@ func (r *RemoteKeySet) current(ctx context.Context) (keyList, error) {
 	if p := r.keys.Load(); p != nil {
 		return *p, nil
 	}
-	return r.refresh(ctx)
-}
-
-// refresh joins the fetch in progress, or starts one if the rate limit
-// allows, and waits for it (bounded by ctx); it then returns the latest
-// snapshot.
-func (r *RemoteKeySet) refresh(ctx context.Context) (keyList, error) {
-	r.gate.Do(ctx, r.opts.Now(), r.fetch)
+	r.gate.Do(ctx, r.opts.Now(), r.fetchFirst)
 	return r.snapshot()
 }
 
-func (r *RemoteKeySet) fetch() time.Duration {
-	if _, err := r.cache.Refresh(r.ctx, r.url); err != nil && r.ctx.Err() == nil {
-		r.opts.Logger.Warn("fetching the provider's JWKS failed; keeping the previous keys", "jwks_uri", r.url, "error", err)
+// refresh fetches again for a key id the snapshot lacks (the provider may
+// have rotated its keys), joining the fetch in progress, and waits for it
+// (bounded by ctx); it then returns the latest snapshot. The first such
+// fetch after a fetch that succeeded on its own (first use, background
+// refresh) starts at once, however recent that was; after it, a flood of
+// unknown key ids costs the provider at most one fetch per
+// MinRefetchInterval.
+func (r *RemoteKeySet) refresh(ctx context.Context) (keyList, error) {
+	r.gate.Do(ctx, r.opts.Now(), r.fetchUnknownKey)
+	return r.snapshot()
+}
+
+// fetchFirst is the fetch at first use: after a success the gate is open
+// for an unknown key id at once; after a failure, retries are spaced.
+func (r *RemoteKeySet) fetchFirst() time.Duration {
+	if r.fetch() {
+		return 0
 	}
 	return r.opts.MinRefetchInterval
 }
 
+// fetchUnknownKey is a fetch for an unknown key id: the next one waits.
+func (r *RemoteKeySet) fetchUnknownKey() time.Duration {
+	r.fetch()
+	return r.opts.MinRefetchInterval
+}
+
+// fetch refreshes the document now and reports whether it succeeded.
+func (r *RemoteKeySet) fetch() bool {
+	r.onDemand.Store(true)
+	defer r.onDemand.Store(false)
+	if _, err := r.cache.Refresh(r.ctx, r.url); err != nil {
+		if r.ctx.Err() == nil {
+			r.opts.Logger.Warn("fetching the provider's JWKS failed; keeping the previous keys", "jwks_uri", r.url, "error", err)
+		}
+		return false
+	}
+	return true
+}
+
 // getter adapts an *http.Client to jwx's fetcher: it reads the (capped)
-// body in full and closes the connection's body, which jwx does not do.
-type getter struct{ client *http.Client }
+// body in full and closes the connection's body, which jwx does not do, and
+// leaves out the keys jwx cannot parse (see usableKeys).
+type getter struct {
+	client *http.Client
+	keys   *RemoteKeySet
+}
 
 func (g getter) Get(u string) (*http.Response, error) {
 	resp, err := g.client.Get(u)
@@ -154,6 +195,59 @@ func (g getter) Get(u string) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if resp.StatusCode == http.StatusOK {
+		body = g.keys.usableKeys(body)
+	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
+}
+
+// usableKeys returns the JWKS document body without the keys jwx cannot
+// parse — a key type it does not know (a post-quantum kty, a made-up one),
+// a malformed member: RFC 7517 §5 has a client ignore the keys it does not
+// understand rather than the whole set. Each key left out is logged once.
+// A body that is not a JWKS object is returned as it is, for jwx to refuse.
+func (r *RemoteKeySet) usableKeys(body []byte) []byte {
+	var doc map[string]json.RawMessage
+	var keys []json.RawMessage
+	if json.Unmarshal(body, &doc) != nil || json.Unmarshal(doc["keys"], &keys) != nil {
+		return body
+	}
+	kept := keys[:0]
+	for _, raw := range keys {
+		if _, err := jwk.ParseKey(raw); err != nil {
+			r.logSkipped(raw, err)
+			continue
+		}
+		kept = append(kept, raw)
+	}
+	if len(kept) == len(keys) {
+		return body
+	}
+	doc["keys"], _ = json.Marshal(kept)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+func (r *RemoteKeySet) logSkipped(raw json.RawMessage, err error) {
+	var id struct {
+		Kid string `json:"kid"`
+		Kty string `json:"kty"`
+	}
+	_ = json.Unmarshal(raw, &id)
+	key := id.Kty + "\x00" + id.Kid
+	r.skippedMu.Lock()
+	defer r.skippedMu.Unlock()
+	if r.skipped == nil {
+		r.skipped = map[string]bool{}
+	}
+	if r.skipped[key] || len(r.skipped) >= maxKeys {
+		return
+	}
+	r.skipped[key] = true
+	r.opts.Logger.Warn("the provider's JWKS holds a key gatehouse cannot use; ignoring it",
+		"jwks_uri", r.url, "kid", id.Kid, "kty", id.Kty, "error", err.Error())
 }

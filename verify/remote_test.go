@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -297,3 +298,82 @@ func TestRemoteCloseStopsGoroutines(t *testing.T) {
 	}
 	t.Fatalf("goroutines: %d before, %d after closing 20 key sets", before, after)
 }
+
+// TestRemoteRotationSoonAfterAFetch (issue 10, defect 3): a key rotation
+// seconds after a fetch is picked up at once — the unknown kid used to
+// wait out the refetch limit that the earlier fetch had started, and
+// logins failed meanwhile. Repeated unknown kids stay limited.
+func TestRemoteRotationSoonAfterAFetch(t *testing.T) {
+	oldKey := jwttest.NewKey("2026-10", "RS256")
+	newKey := jwttest.NewKey("2026-11", "RS256")
+	srv := newJWKSServer(t, oldKey)
+	c := &testClock{t: epoch}
+	v := newVerifier(t, newRemote(t, srv.URL, c))
+	if _, err := v.Verify(context.Background(), oldKey.Sign(validClaims(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	srv.publish(newKey, oldKey)
+	c.advance(2 * time.Second)
+	if _, err := v.Verify(context.Background(), newKey.Sign(validClaims(), nil)); err != nil {
+		t.Fatalf("a token signed with the key published 2s after the last fetch: %v", err)
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches, want 2", n)
+	}
+	for i := range 50 {
+		tok := jwttest.Raw(map[string]any{"alg": "RS256", "kid": fmt.Sprintf("bogus-%d", i)}, validClaims(), func([]byte) []byte { return make([]byte, 256) })
+		if _, err := v.Verify(context.Background(), tok); err == nil {
+			t.Fatal("a bogus kid was accepted")
+		}
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Fatalf("50 bogus kids right after the rotation fetch caused %d fetches, want none more", n-2)
+	}
+}
+
+// TestRemoteJWKSWithUnknownKeyType (issue 10, defect 4): a JWKS that also
+// holds keys jwx cannot parse (a post-quantum kty, a made-up one, a broken
+// RSA key) still serves its usable keys (RFC 7517 §5); each skipped key is
+// logged once, not on every fetch.
+func TestRemoteJWKSWithUnknownKeyType(t *testing.T) {
+	k := jwttest.NewKey("k1", "ES256")
+	srv := newJWKSServer(t, k)
+	usable := strings.TrimSuffix(strings.TrimPrefix(string(jwttest.JWKS(k)), `{"keys":[`), `]}`)
+	srv.mu.Lock()
+	srv.body = []byte(`{"keys":[{"kty":"AKP","alg":"ML-DSA-65","kid":"pq-1","pub":"AAAA"},` + usable +
+		`,{"kty":"made-up","kid":"x"},{"kty":"RSA","kid":"broken","n":17,"e":"AQAB"}]}`)
+	srv.mu.Unlock()
+	var logs strings.Builder
+	var logMu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	c := &testClock{t: epoch}
+	ks, err := NewRemoteKeySet(context.Background(), srv.URL, RemoteOptions{Now: c.now, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ks.Close)
+	v := newVerifier(t, ks)
+	if _, err := v.Verify(context.Background(), k.Sign(validClaims(), nil)); err != nil {
+		t.Fatalf("the usable key of a JWKS with unknown key types: %v", err)
+	}
+	c.advance(DefaultMinRefetchInterval)
+	ks.refresh(context.Background()) // a second fetch of the same document
+	if n := srv.fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches, want 2", n)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	for _, kid := range []string{"pq-1", "x", "broken"} {
+		if n := strings.Count(logs.String(), "kid="+kid+" "); n != 1 {
+			t.Errorf("key %q logged %d times, want once:\n%s", kid, n, logs.String())
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

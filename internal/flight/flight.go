@@ -50,3 +50,11 @@ func (g *Gate) Do(ctx context.Context, now time.Time, fetch func() (wait time.Du
 		return false
 	}
 }
+
+// Reset lifts the rate limit: the next Do may start a fetch at once. A
+// fetch in progress sets its own limit when it ends.
+func (g *Gate) Reset() {
+	g.mu.Lock()
+	g.next = time.Time{}
+	g.mu.Unlock()
+}
