@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/gatehouse-auth/gatehouse/flow"
+	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/verify"
 )
 
@@ -21,13 +23,16 @@ func (e *bearerError) Unwrap() error { return e.err }
 
 // authenticateBearer authenticates a request by its bearer token; its
 // claims are mapped like a login's (a token without the user claim passes
-// without X-Forwarded-User).
+// without X-Forwarded-User; one named by an unverified e-mail is refused).
 func (g *Gatehouse) authenticateBearer(r *http.Request, token string) (principal, error) {
 	claims, err := g.bearer.Verify(r.Context(), token)
 	if err != nil {
 		return principal{}, &bearerError{err}
 	}
-	id, _ := g.idp.mapper.Map(claims.Map())
+	id, err := g.idp.mapper.Map(claims.Map())
+	if errors.Is(err, identity.ErrUnverifiedEmail) {
+		return principal{}, &bearerError{fmt.Errorf("%w: %w", verify.ErrInvalidToken, err)}
+	}
 	return principal{id: &id, accessToken: token}, nil
 }
 

@@ -40,6 +40,7 @@ func init() {
 //		user_claim             <claim>
 //		email_claim            <claim>
 //		groups_claim           <claim>
+//		assume_email_verified
 //		trusted_audiences      <aud...>
 //		trusted_redirect_hosts <host...>
 //		unauthenticated        redirect|401|allow
@@ -127,6 +128,8 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &g.EmailClaim)
 		case "groups_claim":
 			err = oneArg(d, &g.GroupsClaim)
+		case "assume_email_verified":
+			err = flagArg(d, &g.AssumeEmailVerified)
 		case "trusted_audiences":
 			err = someArgs(d, &g.TrustedAudiences)
 		case "trusted_redirect_hosts":

@@ -122,7 +122,7 @@ func (g *Gatehouse) setIdentity(r *http.Request, p principal) {
 		}
 	}
 	set(headerUser, id.User)
-	set(headerEmail, id.Email)
+	set(headerEmail, id.VerifiedEmail())
 	set(headerPreferredUsername, id.PreferredUsername)
 	set(headerGroups, groups)
 	if g.PassAccessToken {
@@ -152,7 +152,7 @@ func (g *Gatehouse) placeholder(id *identity.Identity, groups, name string) (any
 	case "sub":
 		return id.Subject, true
 	case "email":
-		return id.Email, true
+		return id.VerifiedEmail(), true
 	case "preferred_username":
 		return id.PreferredUsername, true
 	case "name":

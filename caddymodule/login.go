@@ -112,7 +112,7 @@ func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, err erro
 		p.status, p.code, p.title = http.StatusBadGateway, "provider_unavailable", "Sign-in is unavailable"
 		p.message = "The identity provider cannot be reached right now. Please try again in a moment."
 	case errors.Is(err, flow.ErrIDToken), errors.Is(err, flow.ErrUserinfo), errors.Is(err, flow.ErrTokenResponse),
-		errors.Is(err, identity.ErrIncomplete), errors.Is(err, session.ErrTooLarge):
+		errors.Is(err, identity.ErrIncomplete), errors.Is(err, identity.ErrUnverifiedEmail), errors.Is(err, session.ErrTooLarge):
 		p.status, p.code = http.StatusBadGateway, "provider_response_rejected"
 		p.message = "The identity provider's answer could not be accepted. Please contact the site's administrator."
 	}

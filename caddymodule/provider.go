@@ -61,6 +61,12 @@ type ProviderConfig struct {
 	// ("realm_access.roles") reaches into nested objects. Default: "groups".
 	GroupsClaim string `json:"groups_claim,omitempty"`
 
+	// AssumeEmailVerified treats an e-mail as verified when the provider
+	// sends no email_verified claim at all (Entra ID never does); an
+	// explicit false still keeps the address from the upstream. Default:
+	// false — only email_verified: true lets an e-mail through.
+	AssumeEmailVerified bool `json:"assume_email_verified,omitempty"`
+
 	// TrustedAudiences are audiences besides ClientID that an ID token may
 	// name; one naming any other audience is refused (OpenID Connect Core
 	// §3.1.3.7). Default: none.
@@ -131,7 +137,10 @@ func (pc *ProviderConfig) provision(ctx context.Context, logger *slog.Logger, ke
 	}
 	return &provider{
 		meta:   meta,
-		mapper: &identity.Mapper{UserClaim: pc.UserClaim, EmailClaim: pc.EmailClaim, GroupsClaim: pc.GroupsClaim, Keep: keep},
+		mapper: &identity.Mapper{
+			UserClaim: pc.UserClaim, EmailClaim: pc.EmailClaim, GroupsClaim: pc.GroupsClaim, Keep: keep,
+			AssumeEmailVerified: pc.AssumeEmailVerified,
+		},
 	}, nil
 }
 

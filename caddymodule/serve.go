@@ -174,7 +174,7 @@ func (g *Gatehouse) refuse(w http.ResponseWriter, r *http.Request, next caddyhtt
 // forbidden answers an authenticated user the allow_* rules refuse: a
 // page that says who they are signed in as and offers sign-out, or 403 JSON.
 func (g *Gatehouse) forbidden(w http.ResponseWriter, r *http.Request, p principal) error {
-	who := p.id.Email
+	who := p.id.Email // the user's own page: an unverified address is still theirs to see
 	if who == "" {
 		who = p.id.User
 	}

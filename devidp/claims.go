@@ -20,6 +20,7 @@ type accessClaims struct {
 	ClientID          string   `json:"client_id"`
 	Scope             string   `json:"scope"`
 	Email             string   `json:"email,omitempty"`
+	EmailVerified     *bool    `json:"email_verified,omitempty"`
 	PreferredUsername string   `json:"preferred_username,omitempty"`
 	Groups            []string `json:"groups"`
 }
@@ -125,7 +126,7 @@ func (p *Provider) mintAccess(sub string, user *User, clientID string, aud, scop
 		Groups:   groupsOf(user),
 	}
 	if user != nil {
-		c.Email = user.Email
+		c.Email, c.EmailVerified = user.Email, emailVerified(user)
 		c.PreferredUsername = user.PreferredUsername
 	}
 	return p.sign(c, typAccessToken)

@@ -9,8 +9,14 @@ import (
 	"sync/atomic"
 )
 
-// ErrIncomplete: the claims lack the subject or the configured user claim.
-var ErrIncomplete = errors.New("identity: the provider did not send the subject or the configured user claim")
+// Errors of Map.
+var (
+	// ErrIncomplete: the claims lack the subject or the configured user claim.
+	ErrIncomplete = errors.New("identity: the provider did not send the subject or the configured user claim")
+	// ErrUnverifiedEmail: the user claim is the e-mail, and the provider
+	// did not vouch for it — anyone could register that address.
+	ErrUnverifiedEmail = errors.New("identity: the user is named by an e-mail the provider did not verify")
+)
 
 // Identity is who a request is. The JSON names are short: an Identity is
 // sealed into every session cookie.
@@ -22,7 +28,10 @@ type Identity struct {
 	User string `json:"u,omitempty"`
 	// Email is the value of the configured e-mail claim.
 	Email string `json:"em,omitempty"`
-	// EmailUnverified is true when the provider said email_verified: false.
+	// EmailUnverified is true when the provider did not vouch for Email:
+	// email_verified was not the boolean true (absent counts too, unless
+	// the Mapper assumes it). Such an address is kept but never forwarded
+	// (see VerifiedEmail) nor matched by e-mail rules.
 	EmailUnverified bool `json:"eu,omitempty"`
 	// PreferredUsername is the `preferred_username` claim.
 	PreferredUsername string `json:"pu,omitempty"`
@@ -51,17 +60,35 @@ type Mapper struct {
 	GroupsClaim string
 	// Keep names further claims to keep in Identity.Claims. Default: none.
 	Keep *ClaimSet
+	// AssumeEmailVerified treats an e-mail as verified when the claims
+	// have no email_verified at all (providers that never send it, such as
+	// Entra ID). An explicit false, or anything but true, still counts as
+	// unverified. Default: false.
+	AssumeEmailVerified bool
+}
+
+// VerifiedEmail is the e-mail when the provider vouched for it, else "".
+// It is what goes upstream.
+func (id *Identity) VerifiedEmail() string {
+	if id.EmailUnverified {
+		return ""
+	}
+	return id.Email
 }
 
 // Map builds the Identity the claims describe. When the subject or the
 // user claim is missing it returns what it found and ErrIncomplete: a
 // login refuses such an identity, a bearer token passes without a user.
+// When the user claim is the e-mail claim and the e-mail is unverified, it
+// returns ErrUnverifiedEmail, and the identity without a user.
 func (m *Mapper) Map(claims map[string]any) (Identity, error) {
+	userClaim, emailClaim := or(m.UserClaim, DefaultUserClaim), or(m.EmailClaim, DefaultEmailClaim)
+	verified, stated := claims["email_verified"]
 	id := Identity{
 		Subject:           String(claims, "sub"),
-		User:              String(claims, or(m.UserClaim, DefaultUserClaim)),
-		Email:             String(claims, or(m.EmailClaim, DefaultEmailClaim)),
-		EmailUnverified:   claims["email_verified"] == false,
+		User:              String(claims, userClaim),
+		Email:             String(claims, emailClaim),
+		EmailUnverified:   verified != true && (stated || !m.AssumeEmailVerified),
 		PreferredUsername: String(claims, "preferred_username"),
 		Name:              String(claims, "name"),
 		Groups:            Strings(claims, or(m.GroupsClaim, DefaultGroupsClaim)),
@@ -73,6 +100,10 @@ func (m *Mapper) Map(claims map[string]any) (Identity, error) {
 			}
 			id.Claims[n] = v
 		}
+	}
+	if userClaim == emailClaim && id.EmailUnverified && id.User != "" {
+		id.User = ""
+		return id, ErrUnverifiedEmail
 	}
 	if id.Subject == "" || id.User == "" {
 		return id, ErrIncomplete

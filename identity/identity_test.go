@@ -40,13 +40,51 @@ func TestMap(t *testing.T) {
 }
 
 func TestMapDefaults(t *testing.T) {
-	got, err := (&Mapper{}).Map(claims(t, `{"sub":"u1","email":"a@example.com","email_verified":"false","groups":"one"}`))
+	got, err := (&Mapper{}).Map(claims(t, `{"sub":"u1","email":"a@example.com","email_verified":true,"groups":"one"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Only a boolean false says unverified (the string form is issue 10's to refuse).
-	if got.User != "u1" || got.Email != "a@example.com" || got.EmailUnverified || !reflect.DeepEqual(got.Groups, []string{"one"}) || got.Claims != nil {
+	if got.User != "u1" || got.VerifiedEmail() != "a@example.com" || got.EmailUnverified || !reflect.DeepEqual(got.Groups, []string{"one"}) || got.Claims != nil {
 		t.Fatalf("got %+v", got)
+	}
+}
+
+// TestUnverifiedEmail (issue 10, defect 6; review SA2-04): only
+// email_verified: true (the boolean) vouches for an e-mail; false, the
+// string "false" (it used to count as verified), anything else, or no
+// claim at all (unless the mapper assumes it) keep the address from the
+// upstream, and a user named by such an address is refused.
+func TestUnverifiedEmail(t *testing.T) {
+	for _, tc := range []struct {
+		verified string // JSON, "" for absent
+		assume   bool
+		ok       bool
+	}{
+		{`true`, false, true},
+		{`false`, false, false},
+		{`"false"`, false, false},
+		{`"true"`, false, false},
+		{`1`, false, false},
+		{`null`, false, false},
+		{``, false, false},
+		{``, true, true},
+		{`false`, true, false},
+	} {
+		js := `{"sub":"u1","email":"ceo@corp.example"`
+		if tc.verified != "" {
+			js += `,"email_verified":` + tc.verified
+		}
+		js += `}`
+		m := &Mapper{AssumeEmailVerified: tc.assume}
+		id, err := m.Map(claims(t, js))
+		if err != nil || (id.VerifiedEmail() != "") != tc.ok || id.EmailUnverified == tc.ok || id.Email != "ceo@corp.example" {
+			t.Errorf("%s (assume %v): verified email %q, unverified %v, err %v", js, tc.assume, id.VerifiedEmail(), id.EmailUnverified, err)
+		}
+		m.UserClaim = "email"
+		id, err = m.Map(claims(t, js))
+		if tc.ok != (err == nil) || !tc.ok && (!errors.Is(err, ErrUnverifiedEmail) || id.User != "") {
+			t.Errorf("%s (assume %v) as the user claim: user %q, err %v", js, tc.assume, id.User, err)
+		}
 	}
 }
 
