@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,15 @@ const (
 
 // newIDP starts a devidp with alice (admins, staff) and bob (staff).
 func newIDP(t testing.TB) *devidp.Provider {
+	p, _ := newSwitchableIDP(t)
+	return p
+}
+
+// newSwitchableIDP is newIDP with a switch: while down is set, every
+// endpoint answers 503, as a provider in an outage does.
+func newSwitchableIDP(t testing.TB) (*devidp.Provider, *atomic.Bool) {
 	t.Helper()
+	down := new(atomic.Bool)
 	srv := httptest.NewUnstartedServer(nil)
 	p, err := devidp.New(devidp.Config{
 		Issuer:  "http://" + srv.Listener.Addr().String(),
@@ -42,10 +51,16 @@ func newIDP(t testing.TB) *devidp.Provider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = p
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		p.ServeHTTP(w, r)
+	})
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return p
+	return p, down
 }
 
 // newHandler provisions a Gatehouse for issuer, with mod applied to the

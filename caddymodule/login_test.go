@@ -4,6 +4,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gatehouse-auth/gatehouse/devidp"
+	"github.com/gatehouse-auth/gatehouse/verify"
 )
 
 // loginFrom walks a whole login that starts at target on a and returns
@@ -56,5 +60,47 @@ func TestLongURLLogin(t *testing.T) {
 		if got := loginFrom(t, a, tc.target); got != tc.want {
 			t.Errorf("login from a %d-byte URL landed on %.80q…, want %.80q…", len(tc.target), got, tc.want)
 		}
+	}
+}
+
+// TestNewLoginWhileProviderDown (issue 10, defect 9): once gatehouse has
+// seen the provider fail (here a refresh at the token endpoint), a new
+// login answers 503 instead of sending the browser to a dead provider —
+// the discovery document, cached for good, used to say nothing of that —
+// and logins resume within one JWKS refetch interval after it is back.
+func TestNewLoginWhileProviderDown(t *testing.T) {
+	idp, down := newSwitchableIDP(t)
+	clock := &testClock{t: time.Now()}
+	g := offlineHandler(t, idp, clock, nil)
+	a := newApp(t, g)
+	alice := a.login(t, "alice")
+	if resp, _ := newBrowser(t).get(a.URL + "/page"); resp.StatusCode != http.StatusFound {
+		t.Fatalf("a new login while the provider is up: %d", resp.StatusCode)
+	}
+
+	down.Store(true)
+	clock.advance(devidp.DefaultAccessTokenTTL - 30*time.Second) // alice's tokens are due
+	if resp, _ := alice.get(a.URL + "/page"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("alice's still-valid session while the refresh fails: %d", resp.StatusCode)
+	}
+	resp, body := newBrowser(t).get(a.URL + "/page")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || resp.Header.Get("Location") != "" {
+		t.Fatalf("a new login while the provider is down: %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if !strings.Contains(body, "cannot be reached") {
+		t.Fatalf("page: %s", body)
+	}
+	jwks := idp.Stats().JWKS
+	for range 5 {
+		newBrowser(t).get(a.URL + "/page")
+	}
+	if n := idp.Stats().JWKS - jwks; n != 0 {
+		t.Fatalf("5 logins during the outage probed the provider %d more times, want 0 within the refetch interval", n)
+	}
+
+	down.Store(false)
+	clock.advance(verify.DefaultMinRefetchInterval)
+	if resp, _ := newBrowser(t).get(a.URL + "/page"); resp.StatusCode != http.StatusFound {
+		t.Fatalf("a new login once the provider is back: %d", resp.StatusCode)
 	}
 }

@@ -199,7 +199,7 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 // sessions, the login's session group, and builds the provider.
 func (g *Gatehouse) provisionProvider(ctx caddy.Context) error {
 	var err error
-	if g.keys, err = takeKeyRegistry(g.Issuer, ctx.Slogger()); err != nil {
+	if g.keys, err = takeKeyRegistry(g.Issuer, ctx.Slogger(), g.now); err != nil {
 		return err
 	}
 	if g.mode == modeLogin {

@@ -33,10 +33,11 @@ var (
 // Destruct when the last handler lets go.
 type keyRegistry struct{ *verify.RemoteKeySets }
 
-// takeKeyRegistry holds the issuer's registry until releaseKeyRegistry.
-func takeKeyRegistry(issuer string, logger *slog.Logger) (*keyRegistry, error) {
+// takeKeyRegistry holds the issuer's registry until releaseKeyRegistry;
+// logger and now serve its key sets, if this call creates it.
+func takeKeyRegistry(issuer string, logger *slog.Logger, now func() time.Time) (*keyRegistry, error) {
 	val, _, err := keyRegistries.LoadOrNew(issuer, func() (caddy.Destructor, error) {
-		return &keyRegistry{verify.NewRemoteKeySets(context.Background(), verify.RemoteOptions{Logger: logger})}, nil
+		return &keyRegistry{verify.NewRemoteKeySets(context.Background(), verify.RemoteOptions{Logger: logger, Now: now})}, nil
 	})
 	if err != nil {
 		return nil, err

@@ -200,7 +200,8 @@ func (c *Client) withHTTPClient(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oauth2.HTTPClient, c.p.opts.HTTPClient)
 }
 
-// StartLogin begins a login: fresh state and nonce (crypto/rand, 130 bits
+// StartLogin begins a login: unless the provider cannot be reached now
+// (ErrProviderUnavailable, see Provider.Available), fresh state and nonce (crypto/rand, 130 bits
 // each) and PKCE verifier (256 bits), returned as a session.Login for the
 // caller to keep, and the provider URL to send the browser to.
 // redirectURL is this gateway's callback URL; returnTo must already be
@@ -208,6 +209,9 @@ func (c *Client) withHTTPClient(ctx context.Context) context.Context {
 func (c *Client) StartLogin(ctx context.Context, redirectURL, returnTo string) (authURL string, login *session.Login, err error) {
 	meta, err := c.p.Metadata(ctx)
 	if err != nil {
+		return "", nil, err
+	}
+	if err := c.p.Available(ctx, meta); err != nil {
 		return "", nil, err
 	}
 	login = &session.Login{
@@ -292,7 +296,11 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 	}
 	tok, err := c.oauth2Config(meta, redirectURL).Exchange(c.withHTTPClient(ctx), code, oauth2.VerifierOption(login.Verifier))
 	if err != nil {
-		return nil, exchangeError(err)
+		err = exchangeError(err)
+	}
+	c.p.observe(err)
+	if err != nil {
+		return nil, err
 	}
 	return c.result(ctx, meta, v, tok, tokenCheck{nonce: login.Nonce})
 }
@@ -380,6 +388,7 @@ func (c *Client) claimsOf(ctx context.Context, meta *Metadata, accessToken strin
 		return claims, nil
 	}
 	info, err := c.userinfo(ctx, meta.Endpoints.Userinfo, accessToken)
+	c.p.observe(err)
 	if err != nil {
 		if check.refresh {
 			return map[string]any{}, nil

@@ -51,6 +51,8 @@ type Provider struct {
 	fails   int
 	lastErr error
 	owned   *verify.RemoteKeySets // without ProviderOptions.KeySet
+
+	suspect atomic.Bool // a recent call found the provider unreachable (health.go)
 }
 
 // NewProvider checks opts and returns a Provider. It makes no network

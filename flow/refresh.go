@@ -40,6 +40,9 @@ func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (*Re
 	tok, err := src.Token()
 	if err != nil {
 		err = exchangeError(err)
+	}
+	c.p.observe(err)
+	if err != nil {
 		var ee *ExchangeError
 		if errors.As(err, &ee) {
 			return nil, fmt.Errorf("%w (%d %s)", ErrRefreshRejected, ee.Status, ee.Code)

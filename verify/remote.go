@@ -60,6 +60,7 @@ type RemoteKeySet struct {
 	gate     flight.Gate
 	fetches  atomic.Int64
 	onDemand atomic.Bool // a fetch of ours (not the background refresh) runs
+	lastErr  atomic.Pointer[error] // the latest fetch's error; nil after a success
 
 	skippedMu sync.Mutex
 	skipped   map[string]bool // keys left out of the JWKS, logged once each
@@ -86,7 +87,7 @@ func NewRemoteKeySet(ctx context.Context, jwksURL string, opts RemoteOptions) (*
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	r := &RemoteKeySet{url: jwksURL, opts: opts, ctx: ctx, cancel: cancel}
-	r.cache = jwk.NewCache(ctx, jwk.WithRefreshWindow(time.Minute))
+	r.cache = jwk.NewCache(ctx, jwk.WithRefreshWindow(time.Minute), jwk.WithErrSink(errSink{r}))
 	err := r.cache.Register(jwksURL,
 		jwk.WithHTTPClient(getter{client: opts.HTTPClient, keys: r}),
 		jwk.WithMinRefreshInterval(opts.MinRefreshInterval),
@@ -115,6 +116,7 @@ func (r *RemoteKeySet) store(_ string, set jwk.Set) (jwk.Set, error) {
 	}
 	r.keys.Store(&keys)
 	r.fetches.Add(1)
+	r.lastErr.Store(nil)
 	if !r.onDemand.Load() {
 		// A background refresh succeeded: a key id it lacks is worth one
 		// fetch at once (a rotation may have followed it).
@@ -170,6 +172,7 @@ func (r *RemoteKeySet) fetch() bool {
 	r.onDemand.Store(true)
 	defer r.onDemand.Store(false)
 	if _, err := r.cache.Refresh(r.ctx, r.url); err != nil {
+		r.lastErr.Store(&err)
 		if r.ctx.Err() == nil {
 			r.opts.Logger.Warn("fetching the provider's JWKS failed; keeping the previous keys", "jwks_uri", r.url, "error", err)
 		}
@@ -177,6 +180,31 @@ func (r *RemoteKeySet) fetch() bool {
 	}
 	return true
 }
+
+// Err returns the error of the latest fetch of the document — on demand
+// or in the background — or nil when it succeeded (or none ran yet). It
+// tells whether the provider can be reached now, while verification keeps
+// using the keys it has.
+func (r *RemoteKeySet) Err() error {
+	if p := r.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Probe fetches the document again, unless a fetch is in progress (it is
+// joined) or the refetch limit holds (then nothing is fetched), and returns
+// Err. A caller that suspects the provider is down learns within one
+// MinRefetchInterval that it is back.
+func (r *RemoteKeySet) Probe(ctx context.Context) error {
+	r.gate.Do(ctx, r.opts.Now(), r.fetchFirst)
+	return r.Err()
+}
+
+// errSink receives the background refresh's failures.
+type errSink struct{ r *RemoteKeySet }
+
+func (s errSink) Error(err error) { s.r.lastErr.Store(&err) }
 
 // getter adapts an *http.Client to jwx's fetcher: it reads the (capped)
 // body in full and closes the connection's body, which jwx does not do, and

@@ -377,3 +377,31 @@ func TestRemoteJWKSWithUnknownKeyType(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestRemoteErrAndProbe: Err says whether the latest fetch worked; Probe
+// fetches again at most once per refetch interval (issue 10, defect 9:
+// what tells a login that the provider is down, and back).
+func TestRemoteErrAndProbe(t *testing.T) {
+	k := jwttest.NewKey("k1", "ES256")
+	srv := newJWKSServer(t, k)
+	c := &testClock{t: epoch}
+	ks := newRemote(t, srv.URL, c)
+	if ks.Err() != nil {
+		t.Fatal("Err before any fetch")
+	}
+	if err := ks.Probe(context.Background()); err != nil || srv.fetches.Load() != 1 {
+		t.Fatalf("probe of a healthy provider: %v (%d fetches)", err, srv.fetches.Load())
+	}
+	srv.setStatus(http.StatusServiceUnavailable)
+	if err := ks.Probe(context.Background()); err == nil || ks.Err() == nil {
+		t.Fatal("probe of a provider answering 503 succeeded")
+	}
+	srv.setStatus(http.StatusOK)
+	if err := ks.Probe(context.Background()); err == nil || srv.fetches.Load() != 2 {
+		t.Fatalf("a probe within the refetch interval fetched (%d fetches) or forgot the failure", srv.fetches.Load())
+	}
+	c.advance(DefaultMinRefetchInterval)
+	if err := ks.Probe(context.Background()); err != nil || ks.Err() != nil {
+		t.Fatalf("probe once the provider is back: %v", err)
+	}
+}
