@@ -136,7 +136,7 @@ func (pc *ProviderConfig) provision(ctx context.Context, logger *slog.Logger, ke
 		return nil, err
 	}
 	return &provider{
-		meta:   meta,
+		meta: meta,
 		mapper: &identity.Mapper{
 			UserClaim: pc.UserClaim, EmailClaim: pc.EmailClaim, GroupsClaim: pc.GroupsClaim, Keep: keep,
 			AssumeEmailVerified: pc.AssumeEmailVerified,

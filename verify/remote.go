@@ -59,7 +59,7 @@ type RemoteKeySet struct {
 	keys     atomic.Pointer[keyList]
 	gate     flight.Gate
 	fetches  atomic.Int64
-	onDemand atomic.Bool // a fetch of ours (not the background refresh) runs
+	onDemand atomic.Bool           // a fetch of ours (not the background refresh) runs
 	lastErr  atomic.Pointer[error] // the latest fetch's error; nil after a success
 
 	skippedMu sync.Mutex
