@@ -43,6 +43,7 @@ func init() {
 //		assume_email_verified
 //		trusted_audiences      <aud...>
 //		trusted_redirect_hosts <host...>
+//		public_paths           <path...>
 //		unauthenticated        redirect|401|allow
 //		refresh_before         <duration>
 //		post_logout_redirect   <path|url>
@@ -132,6 +133,8 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = flagArg(d, &g.AssumeEmailVerified)
 		case "trusted_audiences":
 			err = someArgs(d, &g.TrustedAudiences)
+		case "public_paths":
+			err = someArgs(d, &g.PublicPaths)
 		case "trusted_redirect_hosts":
 			err = someArgs(d, &g.TrustedRedirectHosts)
 		case "unauthenticated":

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/gatehouse-auth/gatehouse/flow"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -52,6 +53,7 @@ func (g *Gatehouse) resolvePlaceholders() error {
 	r.One("cookie_domain", &g.CookieDomain)
 	r.One("cookie_samesite", &g.CookieSameSite)
 	r.Many("trusted_redirect_hosts", g.TrustedRedirectHosts)
+	r.Many("public_paths", g.PublicPaths)
 	r.One("unauthenticated", &g.Unauthenticated)
 	r.One("post_logout_redirect", &g.PostLogoutRedirect)
 	r.Many("allow_emails", g.AllowEmails)
@@ -108,6 +110,7 @@ func (g *Gatehouse) parse() {
 	g.callbackPath = g.PathPrefix + "/callback"
 	g.signOutPath = g.PathPrefix + "/sign_out"
 	g.trusted, _ = flow.NewHostPatterns(g.TrustedRedirectHosts) // checked by Validate
+	g.public = publicPaths{slices.Clone(g.PublicPaths)}
 	g.rules = newRules(g.AllowEmails, g.AllowDomains, g.AllowGroups, g.AllowClaims)
 	g.strip = slices.Clone(identityHeaders)
 	if g.PassAuthorization {
@@ -129,6 +132,18 @@ func (g *Gatehouse) parse() {
 	slices.Sort(g.claimsNeeded)
 	g.claimsNeeded = slices.Compact(g.claimsNeeded)
 }
+
+// publicPaths are the public_paths, matched like Caddy's path matcher
+// (case-insensitive, on the cleaned path).
+type publicPaths struct{ m caddyhttp.MatchPath }
+
+// match reports whether r is for a public path.
+func (p publicPaths) match(r *http.Request) bool {
+	return len(p.m) > 0 && p.m.Match(r)
+}
+
+// Provision prepares the patterns.
+func (p publicPaths) Provision(ctx caddy.Context) error { return p.m.Provision(ctx) }
 
 // claimSet is the set of further claims identities keep: the session
 // group's (every block of the login) with sessions, this block's alone

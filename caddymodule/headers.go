@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -26,8 +28,61 @@ const (
 // with `header` are added to them.
 var identityHeaders = []string{headerUser, headerEmail, headerPreferredUsername, headerGroups, headerAccessToken}
 
+// stripRequest deletes what a client sent that could pass for gatehouse's
+// word upstream: the identity headers (and every `header` name) in any
+// case and with "_" or "." for "-"; the same names in trailers, which
+// reverse_proxy forwards (review SA2-09); and Connection tokens naming
+// them, which would have reverse_proxy delete the headers gatehouse sets
+// (review SA2-08).
+func (g *Gatehouse) stripRequest(r *http.Request) {
+	stripHeaders(r.Header, g.strip)
+	if conn := r.Header["Connection"]; len(conn) > 0 {
+		r.Header["Connection"] = stripTokens(conn, g.strip)
+	}
+	if r.Body != nil && r.Body != http.NoBody && (r.ContentLength < 0 || r.Trailer != nil) {
+		stripHeaders(r.Trailer, g.strip)
+		r.Body = &trailerScrubber{ReadCloser: r.Body, r: r, names: g.strip}
+	}
+}
+
+// trailerScrubber strips trailers as they arrive: net/http adds them to
+// the request once the body has been read to its end.
+type trailerScrubber struct {
+	io.ReadCloser
+	r     *http.Request
+	names []string
+}
+
+func (t *trailerScrubber) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err != nil {
+		stripHeaders(t.r.Trailer, t.names)
+	}
+	return n, err
+}
+
+// stripTokens removes from comma-separated header values the tokens that
+// name one of names.
+func stripTokens(values, names []string) []string {
+	out := values[:0:0]
+	for _, v := range values {
+		var kept []string
+		for tok := range strings.SplitSeq(v, ",") {
+			tok = strings.TrimSpace(tok)
+			if tok == "" || slices.ContainsFunc(names, func(n string) bool { return sameHeaderName(tok, n) }) {
+				continue
+			}
+			kept = append(kept, tok)
+		}
+		if len(kept) > 0 {
+			out = append(out, strings.Join(kept, ", "))
+		}
+	}
+	return out
+}
+
 // stripHeaders deletes every header whose name equals one of names
-// ignoring case and treating "_" as "-". It allocates nothing.
+// ignoring case and treating "_" and "." as "-". It allocates nothing.
 func stripHeaders(h http.Header, names []string) {
 	for name := range h {
 		for _, id := range names {
@@ -45,10 +100,10 @@ func sameHeaderName(a, b string) bool {
 	}
 	for i := 0; i < len(a); i++ {
 		x, y := a[i], b[i]
-		if x == '_' {
+		if x == '_' || x == '.' {
 			x = '-'
 		}
-		if y == '_' {
+		if y == '_' || y == '.' {
 			y = '-'
 		}
 		if 'A' <= x && x <= 'Z' {
@@ -144,7 +199,26 @@ func (g *Gatehouse) setIdentity(r *http.Request, p principal) {
 	})
 }
 
-// placeholder is the value of {http.auth.user.<name>}.
+// setAnonymous answers every {http.auth.user.*} placeholder with "" for a
+// request that goes on without an identity: Caddy leaves an unknown
+// placeholder in header values as literal text, and an upstream that trusts
+// `Remote-User: {http.auth.user.id}` would take that for a user (review
+// SA2-03).
+func setAnonymous(r *http.Request) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Map(anonymousPlaceholders)
+	}
+}
+
+func anonymousPlaceholders(key string) (any, bool) {
+	if strings.HasPrefix(key, "http.auth.user.") {
+		return "", true
+	}
+	return nil, false
+}
+
+// placeholder is the value of {http.auth.user.<name>}: "" for a claim the
+// configuration does not map (never the literal placeholder, SA2-03).
 func (g *Gatehouse) placeholder(id *identity.Identity, groups, name string) (any, bool) {
 	switch name {
 	case "id":
@@ -160,10 +234,5 @@ func (g *Gatehouse) placeholder(id *identity.Identity, groups, name string) (any
 	case "groups":
 		return groups, true
 	}
-	for _, m := range g.headerMap {
-		if m.claim == name {
-			return strings.Join(id.Claims[name], ","), true
-		}
-	}
-	return nil, false
+	return strings.Join(id.Claims[name], ","), true
 }

@@ -64,6 +64,15 @@ type Gatehouse struct {
 	// redirected, other requests (XHR, JSON, non-GET) get 401.
 	Unauthenticated string `json:"unauthenticated,omitempty"`
 
+	// PublicPaths are paths (Caddy path matcher patterns: "/health",
+	// "/assets/*", "*.css") that need no sign-in: their requests pass with
+	// the identity when there is a valid one, anonymously otherwise — and
+	// always without the identity headers a client sent. Use them instead
+	// of keeping such paths out of gatehouse with a matcher: routes that
+	// gatehouse does not run on do not get their headers stripped.
+	// Default: none.
+	PublicPaths []string `json:"public_paths,omitempty"`
+
 	// RefreshBefore: a session whose access token expires within
 	// this is refreshed (with its refresh token) before the request is
 	// served. Default: 1m.
@@ -105,6 +114,7 @@ type Gatehouse struct {
 	unauthenticated unauthenticatedAction
 	sameSite        http.SameSite
 	trusted         flow.HostPatterns
+	public          publicPaths
 	rules           rules
 	headerMap       []headerMapping // sorted by header name
 	strip           []string        // headers deleted from every request
@@ -177,6 +187,9 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.parse()
+	if err := g.public.Provision(ctx); err != nil {
+		return fmt.Errorf("gatehouse: public_paths: %w", err)
+	}
 	if err := g.provisionProvider(ctx); err != nil {
 		return err
 	}

@@ -17,16 +17,17 @@ import (
 
 // ServeHTTP is the request pipeline, one step after the other:
 //
-//  1. stripHeaders: the identity headers a client sent are deleted, on
+//  1. stripRequest: the identity headers a client sent are deleted, on
 //     every request, whatever happens next;
 //  2. endpoint: gatehouse's own endpoints under path_prefix (callback,
 //     sign-out) answer the request themselves;
 //  3. authenticate: a bearer token, or else the session, says who it is;
 //  4. authorize: the allow_* rules decide whether that user may pass;
 //  5. respond: pass with the identity; or refuse (401, 403, 503), start a
-//     login, or let an anonymous request through (`unauthenticated allow`).
+//     login, or let an anonymous request through (`unauthenticated allow`,
+//     `public_paths`).
 func (g *Gatehouse) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	stripHeaders(r.Header, g.strip)
+	g.stripRequest(r)
 	if serve := g.endpoint(r.URL.Path); serve != nil {
 		return serve(w, r)
 	}
@@ -35,7 +36,7 @@ func (g *Gatehouse) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return g.refuse(w, r, next, err)
 	}
 	if !g.rules.allows(p.id) {
-		return g.forbidden(w, r, p)
+		return g.forbidden(w, r, next, p)
 	}
 	return g.pass(w, r, next, &p)
 }
@@ -142,10 +143,20 @@ func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*sessi
 }
 
 // refuse answers a request authenticate did not admit (see its errors).
+// A public path passes anonymously whatever the credentials, without an
+// Authorization header gatehouse refused (review SA2-02).
 func (g *Gatehouse) refuse(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, err error) error {
 	var be *bearerError
+	isBearer := errors.As(err, &be)
+	if g.public.match(r) {
+		if isBearer {
+			r.Header.Del("Authorization")
+		}
+		return g.pass(w, r, next, nil)
+	}
+	setAnonymous(r) // for handle_errors routes
 	switch {
-	case errors.As(err, &be):
+	case isBearer:
 		return g.bearerFailed(w, r, be.err)
 	case errors.Is(err, flow.ErrProviderUnavailable):
 		// The tokens expired and cannot be refreshed right now; the
@@ -173,7 +184,12 @@ func (g *Gatehouse) refuse(w http.ResponseWriter, r *http.Request, next caddyhtt
 
 // forbidden answers an authenticated user the allow_* rules refuse: a
 // page that says who they are signed in as and offers sign-out, or 403 JSON.
-func (g *Gatehouse) forbidden(w http.ResponseWriter, r *http.Request, p principal) error {
+// On a public path the request passes anonymously instead.
+func (g *Gatehouse) forbidden(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, p principal) error {
+	if g.public.match(r) {
+		return g.pass(w, r, next, nil)
+	}
+	setAnonymous(r)
 	who := p.id.Email // the user's own page: an unverified address is still theirs to see
 	if who == "" {
 		who = p.id.User
@@ -192,13 +208,16 @@ func (g *Gatehouse) forbidden(w http.ResponseWriter, r *http.Request, p principa
 }
 
 // pass hands the request to the next handler without gatehouse's cookies
-// and with the identity, or anonymously (p nil: no identity headers).
+// and with the identity, or anonymously (p nil: no identity headers, and
+// every {http.auth.user.*} placeholder empty).
 func (g *Gatehouse) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, p *principal) error {
 	if g.sessions != nil {
 		g.sessions.StripCookies(r)
 	}
 	if p != nil {
 		g.setIdentity(r, *p)
+	} else {
+		setAnonymous(r)
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -44,6 +44,14 @@ func (g *Gatehouse) validatePaths(bad badFunc) {
 	if p := g.PathPrefix; p != "" && (!strings.HasPrefix(p, "/") || p == "/" || path.Clean(p) != p || strings.ContainsAny(p, "?#%*{} ")) {
 		bad("path_prefix", "must be a clean absolute path like /oauth2, not %q", p)
 	}
+	for _, p := range g.PublicPaths {
+		if p == "" || p[0] != '/' && p[0] != '*' || strings.ContainsAny(p, " \t?#") {
+			bad("public_paths", "%q is not a path pattern like /health, /assets/* or *.css", p)
+		}
+		if p == "*" || p == "/*" {
+			bad("public_paths", "%q makes every path public; use unauthenticated allow", p)
+		}
+	}
 	if _, err := flow.NewHostPatterns(g.TrustedRedirectHosts); err != nil {
 		bad("trusted_redirect_hosts", "%v", err)
 	}

@@ -25,34 +25,46 @@ const maxAuthorization = 64 << 10
 // (the scheme case-insensitive). Tokens are taken from this header only,
 // never from the query string or a form (RFC 6750 §2.3: they end up in
 // logs). An oversized header is ErrTooLarge.
+//
+// Only the canonical form is a token: one header, `Bearer`, spaces, a
+// token68. Any other value that names the Bearer scheme — a second header
+// line, a list ("Basic x, Bearer y"), a tab for the space, "XBearer y" — is
+// ErrMalformedAuthorization, not ErrNoToken: a request gatehouse did not
+// check must not carry a token a lenient upstream would find (Python's
+// split(), PHP's /Bearer\s(\S+)/, Laravel's bearerToken()).
 func BearerToken(h http.Header) (string, error) {
 	values := h["Authorization"]
 	if len(values) == 0 {
 		return "", ErrNoToken
 	}
-	scheme, rest, _ := strings.Cut(values[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		if len(values) > 1 && hasBearer(values[1:]) {
+	if len(values) == 1 {
+		if scheme, rest, _ := strings.Cut(values[0], " "); strings.EqualFold(scheme, "Bearer") {
+			if len(values[0]) > maxAuthorization {
+				return "", ErrTooLarge
+			}
+			if token := strings.TrimLeft(rest, " "); isToken68(token) {
+				return token, nil
+			}
 			return "", ErrMalformedAuthorization
 		}
-		return "", ErrNoToken
 	}
-	if len(values) > 1 {
-		return "", ErrMalformedAuthorization
+	for _, v := range values {
+		if namesBearer(v) {
+			return "", ErrMalformedAuthorization
+		}
 	}
-	if len(values[0]) > maxAuthorization {
-		return "", ErrTooLarge
-	}
-	token := strings.TrimLeft(rest, " ")
-	if !isToken68(token) {
-		return "", ErrMalformedAuthorization
-	}
-	return token, nil
+	return "", ErrNoToken
 }
 
-func hasBearer(values []string) bool {
-	for _, v := range values {
-		if scheme, _, _ := strings.Cut(v, " "); strings.EqualFold(scheme, "Bearer") {
+// namesBearer reports whether v holds "bearer" (any case) followed by
+// whitespace, a comma or the end: where a lenient parser finds a token.
+func namesBearer(v string) bool {
+	const word = "bearer"
+	for i := 0; i+len(word) <= len(v); i++ {
+		if !strings.EqualFold(v[i:i+len(word)], word) {
+			continue
+		}
+		if j := i + len(word); j == len(v) || v[j] == ' ' || v[j] == '\t' || v[j] == ',' || v[j] == '\r' || v[j] == '\n' || v[j] == '\v' || v[j] == '\f' {
 			return true
 		}
 	}

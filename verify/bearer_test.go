@@ -32,7 +32,15 @@ func TestBearerToken(t *testing.T) {
 		{"two tokens", []string{"Bearer " + tok + " " + tok}, "", ErrMalformedAuthorization},
 		{"trailing space", []string{"Bearer " + tok + " "}, "", ErrMalformedAuthorization},
 		{"comma list", []string{"Bearer " + tok + ", Basic x"}, "", ErrMalformedAuthorization},
-		{"tab", []string{"Bearer\t" + tok}, "", ErrNoToken},
+		// Review SA2-02: forms a lenient upstream reads a token from are
+		// malformed, not "no token" (the tab form used to be ErrNoToken).
+		{"tab", []string{"Bearer\t" + tok}, "", ErrMalformedAuthorization},
+		{"tab and space", []string{"Bearer\t " + tok}, "", ErrMalformedAuthorization},
+		{"Basic, then Bearer in a list", []string{"Basic eA==, Bearer " + tok}, "", ErrMalformedAuthorization},
+		{"XBearer", []string{"XBearer " + tok}, "", ErrMalformedAuthorization},
+		{"second line with a tab", []string{"Basic eA==", "bearer\t" + tok}, "", ErrMalformedAuthorization},
+		{"Bearer alone in a list", []string{"Basic eA==,Bearer"}, "", ErrMalformedAuthorization},
+		{"Basic whose credentials hold the letters", []string{"Basic YmVhcmVyX2lzX2hlcmU="}, "", ErrNoToken},
 		{"non-ASCII", []string{"Bearer " + tok + "é"}, "", ErrMalformedAuthorization},
 		{"quotes", []string{`Bearer "` + tok + `"`}, "", ErrMalformedAuthorization},
 		{"padding in the middle", []string{"Bearer ab=cd"}, "", ErrMalformedAuthorization},
