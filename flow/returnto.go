@@ -125,6 +125,9 @@ func ValidateReturnTo(target, requestHost string, trusted HostPatterns) error {
 		if strings.HasPrefix(decoded, "//") || hasDotSegment(path) || hasDotSegment(decoded) {
 			return ErrUnsafeReturnTo
 		}
+		if _, err := url.Parse(target); err != nil { // e.g. a broken escape in a fragment
+			return ErrUnsafeReturnTo
+		}
 		return nil
 	}
 	lower := strings.ToLower(target)
