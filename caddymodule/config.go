@@ -81,6 +81,11 @@ func (g *Gatehouse) resolvePlaceholders() error {
 func (g *Gatehouse) applyDefaults() {
 	g.ProviderConfig.applyDefaults()
 	setDefault(&g.PathPrefix, "/oauth2")
+	if g.CookieDomain == "" && !g.CookieInsecure {
+		// A __Host- cookie cannot be set or shadowed by a sibling
+		// subdomain (cookie tossing, review SA2-18).
+		setDefault(&g.CookieName, session.DefaultHostName)
+	}
 	setDefault(&g.CookieName, session.DefaultName)
 	setDefault(&g.CookieSameSite, "lax")
 	setDefault(&g.PostLogoutRedirect, "/")

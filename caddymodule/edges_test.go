@@ -169,3 +169,40 @@ func TestTrailersCannotCarryIdentity(t *testing.T) {
 	}
 }
 
+// TestDefaultCookieIsHostPrefixed (review SA2-18): on a Secure, host-only
+// site the session and login cookies are __Host- prefixed, so a sibling
+// subdomain can neither set a session of its own (login CSRF) nor shadow
+// ours; with cookie_domain or cookie_insecure that cannot hold, and the
+// plain name stays.
+func TestDefaultCookieIsHostPrefixed(t *testing.T) {
+	idp := newIDP(t)
+	for _, tc := range []struct {
+		mod  func(*Gatehouse)
+		want string
+	}{
+		{func(g *Gatehouse) { g.CookieInsecure = false }, "__Host-gatehouse"},
+		{func(g *Gatehouse) { g.CookieInsecure, g.CookieDomain = false, "example.com" }, "_gatehouse"},
+		{nil, "_gatehouse"}, // cookie_insecure
+		{func(g *Gatehouse) { g.CookieInsecure, g.CookieName = false, "app" }, "app"},
+	} {
+		g := newHandler(t, idp.Issuer(), tc.mod)
+		resp, _, _ := serve(t, g, navigation("GET", "/page"))
+		var login *http.Cookie
+		for _, c := range resp.Cookies() {
+			login = c
+		}
+		if login == nil || !strings.HasPrefix(login.Name, tc.want+"_login_") {
+			t.Fatalf("want %s: login cookie %v", tc.want, login)
+		}
+		if strings.HasPrefix(login.Name, "__Host-") && (!login.Secure || login.Path != "/" || login.Domain != "") {
+			t.Fatalf("a __Host- cookie without its attributes: %+v", login)
+		}
+		w := httptest.NewRecorder()
+		if err := g.sessions.Save(w, httptest.NewRequest("GET", "/", nil), aliceSession()); err != nil {
+			t.Fatal(err)
+		}
+		if c := w.Result().Cookies(); len(c) != 1 || c[0].Name != tc.want {
+			t.Fatalf("session cookie %v, want %s", c, tc.want)
+		}
+	}
+}

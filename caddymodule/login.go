@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -32,7 +33,9 @@ func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	if c := g.logger.Check(zapcore.DebugLevel, "login started"); c != nil {
-		c.Write(zap.String("return_to", returnTo))
+		// The path only: a query may hold the app's own secrets (SA2-31).
+		path, _, _ := strings.Cut(returnTo, "?")
+		c.Write(zap.String("return_to", path))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, authURL, http.StatusFound)
@@ -48,6 +51,8 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 			title: "Method not allowed", message: "The sign-in callback accepts GET only.",
 		}, errors.New("gatehouse: callback method"))
 	}
+	// The code and state are in this URL: nothing we answer may pass it on.
+	w.Header().Set("Referrer-Policy", "no-referrer")
 	q := r.URL.Query()
 	var login *session.Login
 	if state := q.Get("state"); state != "" {

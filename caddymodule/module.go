@@ -35,8 +35,9 @@ type Gatehouse struct {
 	// CookieSecrets seal the session and login cookies: at least 32 bytes
 	// each. The first seals; all unseal, for rotation. Required.
 	CookieSecrets []string `json:"cookie_secrets,omitempty"`
-	// CookieName of the session cookie (chunks add _1, _2, …).
-	// Default: "_gatehouse".
+	// CookieName of the session cookie (chunks add _1, _2, …). Default:
+	// "__Host-gatehouse" (a sibling subdomain can neither set nor shadow
+	// it), or "_gatehouse" with cookie_domain or cookie_insecure.
 	CookieName string `json:"cookie_name,omitempty"`
 	// CookieDomain of the session cookie. Default: host-only.
 	CookieDomain string `json:"cookie_domain,omitempty"`

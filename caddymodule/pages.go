@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"html"
 	"net/http"
@@ -26,12 +27,16 @@ type problem struct {
 // nobody gets an empty error response. Nothing from the request is echoed.
 func fail(w http.ResponseWriter, r *http.Request, p problem, cause error) error {
 	w.Header().Set("Cache-Control", "no-store")
+	// Our pages may sit at /oauth2/callback?code=…&state=…: a link on them
+	// must not carry that URL away (RFC 9700 §4.2.4), and no site may frame
+	// them (the sign-out button, review SA2-20).
+	w.Header().Set("Referrer-Policy", "no-referrer")
 	if hasErrorRoutes(r) {
 		return caddyhttp.Error(p.status, cause)
 	}
 	if isNavigation(r) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(p.status)
 		_, _ = w.Write([]byte(htmlPage(p)))
@@ -40,7 +45,11 @@ func fail(w http.ResponseWriter, r *http.Request, p problem, cause error) error 
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.status)
-	_, _ = w.Write([]byte(`{"error":` + strconv.Quote(p.code) + `,"message":` + strconv.Quote(p.message) + "}\n"))
+	body, _ := json.Marshal(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{p.code, p.message}) // json, not strconv.Quote: an e-mail's odd runes stay valid JSON (SA2-33)
+	_, _ = w.Write(append(body, '\n'))
 	return nil
 }
 
@@ -86,7 +95,8 @@ func isNavigation(r *http.Request) bool {
 // to target (cookie_samesite strict, see serveCallback).
 func writeContinuePage(w http.ResponseWriter, target string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	w.Header().Set("Referrer-Policy", "no-referrer")
 	t := html.EscapeString(target)
 	_, _ = w.Write([]byte(`<!doctype html><meta http-equiv="refresh" content="0;url=` + t +
 		`"><title>Signed in</title><p>Signed in. <a href="` + t + `">Continue</a></p>`))

@@ -356,9 +356,12 @@ func TestCallbackRejects(t *testing.T) {
 	}{
 		{"no parameters", func() *http.Request { return navigation("GET", "/oauth2/callback") }, http.StatusBadRequest},
 		{"forged state", func() *http.Request { return navigation("GET", "/oauth2/callback?state=forged&code=x") }, http.StatusBadRequest},
-		{"provider error access_denied", func() *http.Request {
+		// The state comes first (review SA2-21): an error response that
+		// belongs to no login here is just an invalid link. (A real
+		// cancellation: TestCancelledLogin.)
+		{"provider error access_denied for no login", func() *http.Request {
 			return navigation("GET", "/oauth2/callback?error=access_denied&state=x")
-		}, http.StatusForbidden},
+		}, http.StatusBadRequest},
 		{"unknown provider error code is not shown", func() *http.Request {
 			return navigation("GET", "/oauth2/callback?error=forged_Call_555_1234&state=x")
 		}, http.StatusBadRequest},
@@ -385,6 +388,34 @@ func TestCallbackRejects(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCancelledLogin: the provider's access_denied for a login in progress
+// is a "cancelled" page (403), once its state and iss check out.
+func TestCancelledLogin(t *testing.T) {
+	idp := newIDP(t)
+	a := newApp(t, newHandler(t, idp.Issuer(), nil))
+	b := newBrowser(t)
+	resp, _ := b.get(a.URL + "/page")
+	authURL, _ := url.Parse(resp.Header.Get("Location"))
+	state := authURL.Query().Get("state")
+	for _, tc := range []struct {
+		iss    string
+		status int
+	}{
+		{"https://evil.example", http.StatusBadRequest}, // a mix-up, not a cancellation
+		{idp.Issuer(), http.StatusForbidden},
+	} {
+		if tc.status == http.StatusForbidden {
+			resp, _ = b.get(a.URL + "/page") // the first callback used the login up
+			authURL, _ = url.Parse(resp.Header.Get("Location"))
+			state = authURL.Query().Get("state")
+		}
+		resp, body := b.get(a.URL + "/oauth2/callback?error=access_denied&state=" + url.QueryEscape(state) + "&iss=" + url.QueryEscape(tc.iss))
+		if resp.StatusCode != tc.status {
+			t.Fatalf("access_denied with iss %s: %d %s", tc.iss, resp.StatusCode, body)
+		}
 	}
 }
 

@@ -31,6 +31,10 @@ import (
 
 const clientSecret = "gatehouse-e2e-client-secret"
 
+// sessionCookie is gatehouse's default session cookie on an HTTPS site
+// without cookie_domain: __Host- prefixed (review SA2-18).
+const sessionCookie = "__Host-gatehouse"
+
 // env is the running system under test, set up once by TestMain.
 var env *environment
 

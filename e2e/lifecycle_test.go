@@ -20,7 +20,7 @@ func TestRefreshKeepsTheUserSignedIn(t *testing.T) {
 	tb.providerLogin(env.opShortURL, "alice") // with prompt=consent: login, then consent
 	tb.waitLocation(env.appShort + "/dashboard")
 	signedIn := time.Now()
-	first := tb.cookies(env.appShort)["_gatehouse"].Value
+	first := tb.cookies(env.appShort)[sessionCookie].Value
 
 	// Past refresh_before (5s) of the 20-second token: the next request refreshes.
 	time.Sleep(16 * time.Second)
@@ -43,7 +43,7 @@ func TestRefreshKeepsTheUserSignedIn(t *testing.T) {
 	if n := env.opShort.count("grant refresh_token") - before; n < 1 {
 		t.Fatalf("the provider saw %d refreshes", n)
 	}
-	if tb.cookies(env.appShort)["_gatehouse"].Value == first {
+	if tb.cookies(env.appShort)[sessionCookie].Value == first {
 		t.Fatal("the session cookie was not re-issued with the refreshed tokens")
 	}
 }
@@ -58,7 +58,7 @@ func TestSignOut(t *testing.T) {
 	if !strings.Contains(tb.bodyText(), "sign-out") {
 		t.Fatalf("the provider's logout page says: %s", tb.bodyText())
 	}
-	if c := tb.cookies(env.app)["_gatehouse"]; c != nil {
+	if c := tb.cookies(env.app)[sessionCookie]; c != nil {
 		t.Fatal("the session cookie survived sign-out")
 	}
 	tb.do(chromedp.Click(chromedp.CSS(`button[name="logout"]`)))

@@ -97,7 +97,7 @@ func TestTwoTabsLoginAtOnce(t *testing.T) {
 	b.atProviderLogin(env.opURL)
 	logins := 0
 	for name, c := range a.cookies(env.app) {
-		if strings.HasPrefix(name, "_gatehouse_login_") && c.Value != "" {
+		if strings.HasPrefix(name, sessionCookie+"_login_") && c.Value != "" {
 			logins++
 		}
 	}
@@ -147,7 +147,7 @@ func TestSpoofedIdentityHeaders(t *testing.T) {
 
 func TestTamperedCookieGoesBackToTheProvider(t *testing.T) {
 	tb := login(t, "/before")
-	c := tb.cookies(env.app)["_gatehouse"]
+	c := tb.cookies(env.app)[sessionCookie]
 	if c == nil {
 		t.Fatal("no session cookie")
 	}
@@ -168,7 +168,7 @@ func TestTamperedCookieGoesBackToTheProvider(t *testing.T) {
 	if got := tb.text("#user"); got != "alice" {
 		t.Fatalf("user %q after signing in again", got)
 	}
-	if tb.cookies(env.app)["_gatehouse"].Value == string(v) {
+	if tb.cookies(env.app)[sessionCookie].Value == string(v) {
 		t.Fatal("the tampered cookie is still there")
 	}
 }
@@ -182,7 +182,7 @@ func TestUserAbortsAtTheProvider(t *testing.T) {
 	if body := tb.bodyText(); !strings.Contains(body, "Sign-in cancelled") || !strings.Contains(body, "403") {
 		t.Fatalf("the abort page says: %s", body)
 	}
-	if c := tb.cookies(env.app)["_gatehouse"]; c != nil {
+	if c := tb.cookies(env.app)[sessionCookie]; c != nil {
 		t.Fatalf("a session cookie exists after an aborted login: %+v", c)
 	}
 }
@@ -193,7 +193,7 @@ func TestForgedAndReplayedCallback(t *testing.T) {
 	if body := forged.bodyText(); !strings.Contains(body, "Sign-in failed") || !strings.Contains(body, "400") {
 		t.Fatalf("forged callback page: %s", body)
 	}
-	if forged.cookies(env.app)["_gatehouse"] != nil {
+	if forged.cookies(env.app)[sessionCookie] != nil {
 		t.Fatal("a forged callback created a session")
 	}
 
@@ -207,14 +207,14 @@ func TestForgedAndReplayedCallback(t *testing.T) {
 	if callback == "" {
 		t.Fatalf("no callback URL seen: %v", tb.documentURLs())
 	}
-	session := tb.cookies(env.app)["_gatehouse"].Value
+	session := tb.cookies(env.app)[sessionCookie].Value
 
 	// Replayed in the same browser: the login cookie is gone.
 	tb.navigate(callback)
 	if body := tb.bodyText(); !strings.Contains(body, "Sign-in failed") {
 		t.Fatalf("replayed callback page: %s", body)
 	}
-	if tb.cookies(env.app)["_gatehouse"].Value != session {
+	if tb.cookies(env.app)[sessionCookie].Value != session {
 		t.Fatal("a replayed callback changed the session")
 	}
 	// Replayed by someone else, who holds no login cookie.
@@ -223,7 +223,7 @@ func TestForgedAndReplayedCallback(t *testing.T) {
 	if body := other.bodyText(); !strings.Contains(body, "Sign-in failed") {
 		t.Fatalf("replay in another browser: %s", body)
 	}
-	if other.cookies(env.app)["_gatehouse"] != nil {
+	if other.cookies(env.app)[sessionCookie] != nil {
 		t.Fatal("a replayed callback created a session in another browser")
 	}
 }
@@ -247,7 +247,7 @@ func TestOpenRedirectPayloads(t *testing.T) {
 	} {
 		t.Run(payload, func(t *testing.T) {
 			tb := browser.with(t)
-			tb.deleteCookie(env.app, "_gatehouse")
+			tb.deleteCookie(env.app, sessionCookie)
 			tb.resetVisits()
 			// The navigation fails if the browser is sent to evil.example
 			// (which does not resolve); what it visited tells.
@@ -305,18 +305,18 @@ func TestBearerTokenFromTheProvider(t *testing.T) {
 
 func TestCookieAttributes(t *testing.T) {
 	tb := login(t, "/cookies")
-	c := tb.cookies(env.app)["_gatehouse"]
+	c := tb.cookies(env.app)[sessionCookie]
 	if c == nil {
 		t.Fatal("no session cookie")
 	}
 	if !c.HTTPOnly || !c.Secure || c.SameSite != network.CookieSameSiteLax || c.Path != "/" || c.Domain != "127.0.0.1" || c.Session {
 		t.Fatalf("session cookie attributes: %+v", c)
 	}
-	if js := eval[string](tb, `document.cookie`); strings.Contains(js, "_gatehouse") {
+	if js := eval[string](tb, `document.cookie`); strings.Contains(js, "gatehouse") {
 		t.Fatalf("page scripts can read the session cookie: %q", js)
 	}
 	for name := range tb.cookies(env.app) {
-		if strings.HasPrefix(name, "_gatehouse_login_") {
+		if strings.HasPrefix(name, sessionCookie+"_login_") {
 			t.Fatalf("login cookie %s left after the login finished", name)
 		}
 	}

@@ -267,15 +267,13 @@ const maxParam = 4096
 
 // FinishLogin completes a login from the authorization response query
 // received at the callback, given the login it belongs to (nil when no
-// login cookie matched). In order it checks: the provider's `error`; the
-// state, in constant time; the RFC 9207 `iss` parameter; the code. Then it
+// login cookie matched). In order it checks: the state, in constant time;
+// the RFC 9207 `iss` parameter (on error responses too, §2.4); the
+// provider's `error`; the code. Then it
 // exchanges the code with the PKCE verifier, verifies the ID token (see
 // verify, plus sub, iat, audiences, azp, nonce and at_hash), and fetches
 // userinfo when the provider has that endpoint, whose `sub` must match.
 func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, login *session.Login) (*Result, error) {
-	if q.Has("error") {
-		return nil, newProviderError(q.Get("error"), q.Get("error_description"))
-	}
 	state := q.Get("state")
 	if login == nil || state == "" || len(state) > maxParam ||
 		subtle.ConstantTimeCompare([]byte(state), []byte(login.State)) != 1 {
@@ -285,10 +283,14 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 	if err != nil {
 		return nil, err
 	}
+	// RFC 9207 §2.4: the issuer is checked on error responses too.
 	if iss := q.Get("iss"); iss != "" || meta.IssParameter {
 		if iss != meta.Issuer {
 			return nil, ErrIssuerMismatch
 		}
+	}
+	if q.Has("error") {
+		return nil, newProviderError(q.Get("error"), q.Get("error_description"))
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > maxParam {
@@ -319,7 +321,9 @@ type tokenCheck struct {
 // On a refresh the refresh token is already spent, so trouble with the ID
 // token's keys or with userinfo keeps the new tokens and the old identity.
 func (c *Client) result(ctx context.Context, meta *Metadata, v *verify.Verifier, tok *oauth2.Token, check tokenCheck) (*Result, error) {
-	if !strings.EqualFold(tok.Type(), "Bearer") {
+	// The token_type as sent: x/oauth2's Type() says Bearer when it is
+	// missing, which RFC 6749 §5.1 requires (review SA2-22).
+	if !strings.EqualFold(tok.TokenType, "Bearer") {
 		return nil, fmt.Errorf("%w: token_type %q is not Bearer", ErrTokenResponse, tok.TokenType)
 	}
 	rawID, idc, err := c.idTokenOf(ctx, v, tok, check)

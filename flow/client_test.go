@@ -457,12 +457,26 @@ func TestFinishLoginProviderError(t *testing.T) {
 		{"access_denied", "line\nbreak", "access_denied", ""},
 		{"", "", "invalid_error", ""},
 	} {
-		q := url.Values{"error": {tc.code}, "error_description": {tc.desc}, "state": {l.State}}
+		q := url.Values{"error": {tc.code}, "error_description": {tc.desc}, "state": {l.State}, "iss": {p.URL}}
 		_, err := c.FinishLogin(context.Background(), redirectURL, q, l)
 		var pe *ProviderError
 		if !errors.As(err, &pe) || pe.Code != tc.wantCode || pe.Description != tc.wantDesc {
 			t.Fatalf("error=%q: got %#v", tc.code, err)
 		}
+	}
+	// RFC 9207 §2.4 (review SA2-21): an error response naming another
+	// issuer is a mix-up, not that provider's error; so is one without
+	// iss from a provider that sends it. A forged error needs the state.
+	for _, q := range []url.Values{
+		{"error": {"access_denied"}, "state": {l.State}, "iss": {"https://evil.example"}},
+		{"error": {"access_denied"}, "state": {l.State}},
+	} {
+		if _, err := c.FinishLogin(context.Background(), redirectURL, q, l); !errors.Is(err, ErrIssuerMismatch) {
+			t.Fatalf("%v: got %v, want ErrIssuerMismatch", q, err)
+		}
+	}
+	if _, err := c.FinishLogin(context.Background(), redirectURL, url.Values{"error": {"access_denied"}, "iss": {p.URL}}, l); !errors.Is(err, ErrStateMismatch) {
+		t.Fatalf("an error response without state: %v", err)
 	}
 	if p.tokenHits.Load() != 0 {
 		t.Fatal("exchanged a code after a provider error")
@@ -565,6 +579,12 @@ func TestFinishLoginTokenEndpointTrouble(t *testing.T) {
 		{"token type not Bearer", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			w.Write([]byte(`{"access_token":"a","token_type":"MAC","id_token":"x"}`))
+		}, func(err error) bool { return errors.Is(err, ErrTokenResponse) }},
+		// Review SA2-22: RFC 6749 §5.1 requires token_type (x/oauth2
+		// reports Bearer when it is missing).
+		{"no token type", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"access_token":"a","id_token":"x"}`))
 		}, func(err error) bool { return errors.Is(err, ErrTokenResponse) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // maxReturnTo bounds the length of a return-to URL.
@@ -58,6 +60,13 @@ func parseHostPattern(raw string) (hostPattern, error) {
 	}
 	if !isHostName(host) || p.suffix != "" && !strings.Contains(host, ".") {
 		return p, fmt.Errorf("invalid host %q: want a host name like app.example.com, app.example.com:8443 or *.example.com", raw)
+	}
+	if p.suffix != "" {
+		// *.co.uk or *.github.io would trust every site registered there
+		// (review SA2-19).
+		if ps, _ := publicsuffix.PublicSuffix(host); ps == host {
+			return p, fmt.Errorf("invalid host %q: %s is a public suffix, where anyone can register a site", raw, host)
+		}
 	}
 	if p.suffix != "" {
 		p.suffix += host

@@ -74,12 +74,14 @@ func TestValidateReturnToAccepts(t *testing.T) {
 }
 
 func TestNewHostPatterns(t *testing.T) {
-	for _, bad := range []string{"", "https://x.example", "x.example/path", "user@x.example", "*", "*.", "*.com", "x.*.example", "**.example.com", "x.example:port", "x.example:99999999", "ex ample.com", "x..example"} {
+	// Review SA2-19: wildcards over public suffixes are refused.
+	for _, bad := range []string{"", "https://x.example", "x.example/path", "user@x.example", "*", "*.", "*.com", "x.*.example", "**.example.com", "x.example:port", "x.example:99999999", "ex ample.com", "x..example",
+		"*.co.uk", "*.github.io", "*.azurewebsites.net", "*.CO.UK", "*.s3.amazonaws.com"} {
 		if _, err := NewHostPatterns([]string{bad}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	for _, good := range []string{"x.example", "X.Example", "x.example:8443", "*.example.com", "localhost", "127.0.0.1"} {
+	for _, good := range []string{"x.example", "X.Example", "x.example:8443", "*.example.com", "*.example.co.uk", "*.corp.example", "*.myorg.github.io", "localhost", "127.0.0.1"} {
 		if _, err := NewHostPatterns([]string{good}); err != nil {
 			t.Errorf("%q refused: %v", good, err)
 		}

@@ -15,7 +15,10 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultName      = "_gatehouse"
+	DefaultName = "_gatehouse"
+	// DefaultHostName is the name gatehouse uses for Secure, host-only
+	// session cookies: browsers let no other host set a __Host- cookie.
+	DefaultHostName  = "__Host-gatehouse"
 	DefaultLifetime  = 168 * time.Hour
 	DefaultLoginTTL  = 15 * time.Minute
 	DefaultCacheSize = 4096

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -36,15 +37,33 @@ func NewClient(base http.RoundTripper, timeout time.Duration, maxBody int64) *ht
 		maxBody = DefaultMaxBodyBytes
 	}
 	return &http.Client{
-		Timeout:   timeout,
-		Transport: &capTransport{base: base, max: maxBody},
-		CheckRedirect: func(_ *http.Request, via []*http.Request) error {
-			if len(via) >= maxRedirects {
-				return fmt.Errorf("httpx: stopped after %d redirects", maxRedirects)
-			}
-			return nil
-		},
+		Timeout:       timeout,
+		Transport:     &capTransport{base: base, max: maxBody},
+		CheckRedirect: checkRedirect,
 	}
+}
+
+// ErrRedirect is a redirect the provider client does not follow.
+var ErrRedirect = errors.New("httpx: redirect not followed")
+
+// checkRedirect follows a provider's redirects only where nothing secret
+// can leak (review SA2-10): GET requests only — a token or revocation POST
+// carries codes, verifiers, refresh tokens and maybe the client secret,
+// which a 307/308 would re-send — on the same host, never from https to
+// http, and at most maxRedirects of them.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	first := via[0]
+	switch {
+	case len(via) >= maxRedirects:
+		return fmt.Errorf("%w: more than %d", ErrRedirect, maxRedirects)
+	case first.Method != http.MethodGet || req.Method != http.MethodGet:
+		return fmt.Errorf("%w: a %s request is never redirected", ErrRedirect, first.Method)
+	case first.URL.Scheme == "https" && req.URL.Scheme != "https":
+		return fmt.Errorf("%w: from https to %s", ErrRedirect, req.URL.Scheme)
+	case !strings.EqualFold(req.URL.Host, first.URL.Host):
+		return fmt.Errorf("%w: to another host", ErrRedirect)
+	}
+	return nil
 }
 
 // capTransport wraps every response body in a reader that fails past max bytes.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -77,7 +78,46 @@ func TestTimeoutAndRedirects(t *testing.T) {
 		http.Redirect(w, r, loop.URL+"/again", http.StatusFound)
 	}))
 	defer loop.Close()
-	if _, err := NewClient(nil, time.Second, 0).Get(loop.URL); err == nil || !strings.Contains(err.Error(), "redirects") {
+	if _, err := NewClient(nil, time.Second, 0).Get(loop.URL); !errors.Is(err, ErrRedirect) {
 		t.Fatalf("redirect loop: %v", err)
+	}
+}
+
+// TestRedirectsFollowedOnlyWhereSafe (review SA2-10): a token or
+// revocation POST is never re-sent to wherever a 307/308 points (its body
+// holds the code, verifier, refresh token, maybe the client secret), nor
+// is any request sent to another host.
+func TestRedirectsFollowedOnlyWhereSafe(t *testing.T) {
+	var leaked atomic.Int64
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { leaked.Add(1) }))
+	defer sink.Close()
+	var target string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/same":
+			w.Write([]byte("ok"))
+		default:
+			http.Redirect(w, r, target, http.StatusTemporaryRedirect)
+		}
+	}))
+	defer srv.Close()
+	c := NewClient(nil, time.Second, 0)
+
+	target = sink.URL + "/token"
+	if _, err := c.Post(srv.URL+"/token", "application/x-www-form-urlencoded", strings.NewReader("code=c&code_verifier=v")); !errors.Is(err, ErrRedirect) {
+		t.Fatalf("POST redirected to another host: %v", err)
+	}
+	if _, err := c.Get(srv.URL + "/jwks"); !errors.Is(err, ErrRedirect) {
+		t.Fatalf("GET redirected to another host: %v", err)
+	}
+	target = srv.URL + "/same"
+	if _, err := c.Post(srv.URL+"/token", "application/x-www-form-urlencoded", strings.NewReader("refresh_token=r")); !errors.Is(err, ErrRedirect) {
+		t.Fatalf("POST redirected on the same host: %v", err)
+	}
+	if resp, err := c.Get(srv.URL + "/jwks"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET redirected on the same host: %v", err)
+	}
+	if n := leaked.Load(); n != 0 {
+		t.Fatalf("%d requests reached the other host", n)
 	}
 }
