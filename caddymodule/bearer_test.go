@@ -95,7 +95,7 @@ func TestBearerRefusals(t *testing.T) {
 		{"another audience", []string{"Bearer " + mint(t, idp, "alice", []string{"api://billing"}, []string{"orders:read"}, time.Hour)}, 401, `error="invalid_token"`},
 		{"expired", []string{"Bearer " + mint(t, idp, "alice", []string{apiAudience}, []string{"orders:read"}, -time.Hour)}, 401, `error="invalid_token"`},
 		{"unknown key", []string{"Bearer " + stranger.Sign(map[string]any{"iss": idp.Issuer(), "aud": apiAudience, "sub": "x", "exp": time.Now().Add(time.Hour).Unix()}, nil)}, 401, `error="invalid_token"`},
-		{"no exp", []string{"Bearer " + jwttest.Raw(map[string]any{"alg": "none"}, map[string]any{"iss": idp.Issuer(), "aud": apiAudience}, nil)}, 401, `error="invalid_token"`},
+		{"alg none", []string{"Bearer " + jwttest.Raw(map[string]any{"alg": "none"}, map[string]any{"iss": idp.Issuer(), "aud": apiAudience}, nil)}, 401, `error="invalid_token"`},
 		{"garbage", []string{"Bearer abc"}, 401, `error="invalid_token"`},
 		{"oversize", []string{"Bearer " + strings.Repeat("a", 70000)}, 401, `error="invalid_token"`},
 		{"missing scope", []string{"Bearer " + mint(t, idp, "alice", []string{apiAudience}, []string{"orders:write"}, time.Hour)}, 403, `error="insufficient_scope", scope="orders:read"`},
@@ -117,6 +117,22 @@ func TestBearerRefusals(t *testing.T) {
 				t.Fatalf("body %q", body)
 			}
 		})
+	}
+}
+
+// TestBearerNoExp (review SA2-34; mod_auth_openidc GHSA-wcvh-g65p-v576): a
+// token signed by a trusted key but without exp is refused — the handler
+// case above with alg none proved the algorithm check, not this one.
+func TestBearerNoExp(t *testing.T) {
+	keys := newKeyServer(t)
+	g := newHandler(t, "https://idp.example", func(g *Gatehouse) { g.Bearer = keys.bearer() })
+	valid := keys.sign(nil)
+	noExp := keys.key.Sign(map[string]any{"iss": keys.URL, "aud": apiAudience, "sub": "u1", "scope": "orders:read", "iat": time.Now().Unix()}, nil)
+	if resp, up, _ := serve(t, g, apiRequest("Bearer "+valid)); resp.StatusCode != http.StatusOK || !up.called {
+		t.Fatalf("the same key's valid token: %d", resp.StatusCode)
+	}
+	if resp, up, _ := serve(t, g, apiRequest("Bearer "+noExp)); resp.StatusCode != http.StatusUnauthorized || up.called {
+		t.Fatalf("a trusted token without exp: %d", resp.StatusCode)
 	}
 }
 

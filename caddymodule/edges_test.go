@@ -206,3 +206,51 @@ func TestDefaultCookieIsHostPrefixed(t *testing.T) {
 		}
 	}
 }
+
+// TestSignOutCSRF (review SA2-15): another site cannot sign the user out:
+// a cross-site GET only shows a page whose button posts the sign-out, a
+// cross-site POST is refused; the session stays. The site's own sign-out
+// (same-origin, or a browser that says nothing) works.
+func TestSignOutCSRF(t *testing.T) {
+	g := newHandler(t, "https://idp.example", func(g *Gatehouse) {
+		g.AuthorizationEndpoint, g.TokenEndpoint, g.JWKSURI = "https://idp.example/a", "https://idp.example/t", "https://idp.example/k"
+	})
+	sess := aliceSession()
+	cookies := sessionCookies(t, g, sess)
+	signOut := func(method string, headers ...string) *http.Response {
+		r := httptest.NewRequest(method, "http://app.example/oauth2/sign_out?rd=/bye", nil)
+		for i := 0; i+1 < len(headers); i += 2 {
+			r.Header.Set(headers[i], headers[i+1])
+		}
+		for _, c := range cookies {
+			r.AddCookie(c)
+		}
+		resp, _, _ := serve(t, g, r)
+		return resp
+	}
+	stillSignedIn := func(when string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		for _, c := range cookies {
+			r.AddCookie(c)
+		}
+		if _, up, _ := serve(t, g, r); !up.called {
+			t.Fatalf("%s: the session was ended", when)
+		}
+	}
+	resp := signOut("GET", "Sec-Fetch-Site", "cross-site")
+	body := readBody(resp)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `method="post" action="/oauth2/sign_out"`) || !strings.Contains(body, `value="/bye"`) || len(resp.Cookies()) != 0 {
+		t.Fatalf("cross-site GET: %d %v %s", resp.StatusCode, resp.Cookies(), body)
+	}
+	stillSignedIn("cross-site GET")
+	if resp := signOut("POST", "Origin", "https://evil.example"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site POST: %d", resp.StatusCode)
+	}
+	if resp := signOut("POST", "Sec-Fetch-Site", "same-site"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST from a sibling subdomain: %d", resp.StatusCode)
+	}
+	stillSignedIn("cross-site POST")
+	if resp := signOut("POST", "Sec-Fetch-Site", "same-origin", "Origin", "http://app.example"); resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/bye" {
+		t.Fatalf("same-origin POST: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}

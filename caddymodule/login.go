@@ -121,7 +121,15 @@ func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, err erro
 		p.status, p.code = http.StatusBadGateway, "provider_response_rejected"
 		p.message = "The identity provider's answer could not be accepted. Please contact the site's administrator."
 	}
-	g.logger.Warn("login failed", zap.Int("status", p.status), zap.Error(err))
+	// Anyone can send a callback with a junk code for a login they started
+	// (review SA2-16): the provider's refusal is logged at debug, not warn.
+	level := zapcore.WarnLevel
+	if errors.As(err, &ee) || errors.Is(err, flow.ErrStateMismatch) || errors.Is(err, flow.ErrMissingCode) {
+		level = zapcore.DebugLevel
+	}
+	if c := g.logger.Check(level, "login failed"); c != nil {
+		c.Write(zap.Int("status", p.status), zap.Error(err))
+	}
 	return fail(w, r, p, err)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -205,6 +206,11 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 	}
 	if g.CookieInsecure {
 		g.logger.Warn("cookie_insecure is set: session cookies lack the Secure attribute; use this for plain-HTTP development only")
+	}
+	if strings.HasPrefix(g.Issuer, "http://") {
+		// The client secret, codes and tokens travel in clear (review SA2-29).
+		g.logger.Warn("the issuer is a plain-HTTP URL: client secret, codes and tokens cross the network unencrypted; use https outside development",
+			zap.String("issuer", g.Issuer))
 	}
 	return nil
 }

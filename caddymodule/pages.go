@@ -111,3 +111,17 @@ func serveNoLogins(w http.ResponseWriter, r *http.Request) error {
 		message: "This site accepts bearer tokens only: it does not sign users in.",
 	}, errors.New("gatehouse: no logins in bearer only mode"))
 }
+
+// writeSignOutPage asks the user to confirm a sign-out another site asked
+// for: a button posting to action, with rd.
+func writeSignOutPage(w http.ResponseWriter, action, rd string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write([]byte(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign out?</title></head><body>` +
+		`<h1>Sign out?</h1><form method="post" action="` + html.EscapeString(action) + `">` +
+		`<input type="hidden" name="rd" value="` + html.EscapeString(rd) + `"><button type="submit">Sign out</button></form></body></html>` + "\n"))
+}

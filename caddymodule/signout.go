@@ -34,6 +34,17 @@ func (g *Gatehouse) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	if rd := r.Form.Get("rd"); rd != "" && flow.ValidateReturnTo(rd, r.Host, g.trusted) == nil {
 		target = rd
 	}
+	// Another site may not sign the user out (logout CSRF, review SA2-15):
+	// a cross-site GET gets a page whose button posts here; a cross-site
+	// POST is refused.
+	if crossSite(r) {
+		if r.Method == http.MethodPost {
+			return fail(w, r, problem{status: http.StatusForbidden, code: "cross_site", title: "Sign-out refused",
+				message: "Sign out from this site's own page."}, errors.New("gatehouse: cross-site sign-out"))
+		}
+		writeSignOutPage(w, g.signOutPath, target)
+		return nil
+	}
 
 	var idToken string
 	if sess, _, err := g.sessions.Load(r); err == nil {
@@ -55,6 +66,20 @@ func (g *Gatehouse) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	}
 	http.Redirect(w, r, target, http.StatusFound)
 	return nil
+}
+
+// crossSite reports whether a browser says r comes from another site:
+// Sec-Fetch-Site, or else an Origin that is not this site's. Requests
+// that say neither (older browsers, programs) are taken as same-site.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return false
+	case "cross-site", "same-site":
+		return true
+	}
+	o := r.Header.Get("Origin")
+	return o != "" && o != origin(r)
 }
 
 // revokeAtProvider revokes a refresh token at the provider in the

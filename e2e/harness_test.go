@@ -41,14 +41,14 @@ var env *environment
 type environment struct {
 	root, tmp string
 
-	op, opES, opShort *process // oidc-provider: RS256, ES256, RS256 with 20-second access tokens
+	op, opES, opShort *process // oidc-provider: RS256, ES256, RS256 with 30-second access tokens
 	opURL             string   // http://localhost:port
 	opESURL           string
 	opShortURL        string
 	caddy             *process
 	app               string // https://127.0.0.1:port, gatehouse + login (RS256 provider); /admin/* for admins only
 	appES             string // https://127.0.0.1:port, gatehouse + login (ES256 provider, client_secret_post)
-	appShort          string // https://127.0.0.1:port, gatehouse with refresh tokens (20-second access tokens)
+	appShort          string // https://127.0.0.1:port, gatehouse with refresh tokens (30-second access tokens, refresh_before left at its 1m default)
 	api               string // https://127.0.0.1:port, gatehouse bearer only
 	upstream          *recorder
 
@@ -118,7 +118,7 @@ func setUp() error {
 	}{
 		{&env.op, env.opURL, "RS256", env.app, port(0), "3600"},
 		{&env.opES, env.opESURL, "ES256", env.appES, port(1), "3600"},
-		{&env.opShort, env.opShortURL, "RS256", env.appShort, port(2), "20"},
+		{&env.opShort, env.opShortURL, "RS256", env.appShort, port(2), "30"},
 	} {
 		if *op.proc, err = startProvider(root, tmp, op.port, op.url, op.alg, op.app+"/oauth2/callback", op.app+"/", op.accessTTL); err != nil {
 			return err
@@ -182,7 +182,6 @@ func setUp() error {
 		cookie_secret %[6]s
 		scopes openid email profile groups offline_access
 		prompt consent
-		refresh_before 5s
 	}
 	reverse_proxy %[7]s
 }

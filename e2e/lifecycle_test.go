@@ -10,7 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestRefreshKeepsTheUserSignedIn: with 20-second access tokens the user
+// TestRefreshKeepsTheUserSignedIn: with 30-second access tokens the user
 // stays signed in past their expiry, because gatehouse refreshed them at
 // the provider (with rotation) — and the provider saw the refresh.
 func TestRefreshKeepsTheUserSignedIn(t *testing.T) {
@@ -22,20 +22,21 @@ func TestRefreshKeepsTheUserSignedIn(t *testing.T) {
 	signedIn := time.Now()
 	first := tb.cookies(env.appShort)[sessionCookie].Value
 
-	// Past refresh_before (5s) of the 20-second token: the next request refreshes.
-	time.Sleep(16 * time.Second)
+	// Within the last tenth of the 30-second token's life: the next
+	// request refreshes.
+	time.Sleep(time.Until(signedIn.Add(28 * time.Second)))
 	tb.resetVisits()
 	tb.do(chromedp.Reload())
 	tb.waitLocation(env.appShort + "/dashboard")
 	if got := tb.text("#user"); got != "alice" {
-		t.Fatalf("after 16s: user %q", got)
+		t.Fatalf("after 28s: user %q", got)
 	}
 	// Past the first access token's expiry.
-	time.Sleep(time.Until(signedIn.Add(22 * time.Second)))
+	time.Sleep(time.Until(signedIn.Add(32 * time.Second)))
 	tb.do(chromedp.Reload())
 	tb.waitLocation(env.appShort + "/dashboard")
 	if got := tb.text("#user"); got != "alice" {
-		t.Fatalf("22s after login (the first access token lived 20s): user %q", got)
+		t.Fatalf("32s after login (the first access token lived 30s): user %q", got)
 	}
 	if tb.visited(env.opShortURL + "/auth") {
 		t.Fatalf("the browser was sent to log in again: %v", tb.documentURLs())

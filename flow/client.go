@@ -327,12 +327,15 @@ func (c *Client) result(ctx context.Context, meta *Metadata, v *verify.Verifier,
 		return nil, fmt.Errorf("%w: token_type %q is not Bearer", ErrTokenResponse, tok.TokenType)
 	}
 	rawID, idc, err := c.idTokenOf(ctx, v, tok, check)
-	if err != nil {
+	unchecked := errors.Is(err, errIDTokenUnchecked)
+	if err != nil && !unchecked {
 		return nil, err
 	}
-	claims, err := c.claimsOf(ctx, meta, tok.AccessToken, idc, check)
-	if err != nil {
-		return nil, err
+	claims := map[string]any{}
+	if !unchecked { // an ID token we could not check: the identity stays as it was
+		if claims, err = c.claimsOf(ctx, meta, tok.AccessToken, idc, check); err != nil {
+			return nil, err
+		}
 	}
 	res := &Result{
 		Tokens: Tokens{
@@ -355,8 +358,8 @@ func (c *Client) result(ctx context.Context, meta *Metadata, v *verify.Verifier,
 }
 
 // idTokenOf verifies the response's ID token: required at login; on a
-// refresh optional, and dropped (with its claims) when its keys cannot be
-// had right now.
+// refresh optional, and dropped (errIDTokenUnchecked) when its keys cannot
+// be had right now.
 func (c *Client) idTokenOf(ctx context.Context, v *verify.Verifier, tok *oauth2.Token, check tokenCheck) (string, *verify.Claims, error) {
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
@@ -370,11 +373,15 @@ func (c *Client) idTokenOf(ctx context.Context, v *verify.Verifier, tok *oauth2.
 	case err == nil:
 		return rawID, idc, nil
 	case check.refresh && errors.Is(err, ErrProviderUnavailable):
-		return "", nil, nil
+		return "", nil, errIDTokenUnchecked
 	default:
 		return "", nil, err
 	}
 }
+
+// errIDTokenUnchecked: a refreshed ID token could not be checked (its keys
+// are unavailable); the refresh keeps its tokens but not that ID token.
+var errIDTokenUnchecked = errors.New("flow: the refreshed ID token could not be checked")
 
 // claimsOf is the ID token's claims completed by userinfo (when the
 // provider has it), whose sub must equal the ID token's. Without a
@@ -382,7 +389,7 @@ func (c *Client) idTokenOf(ctx context.Context, v *verify.Verifier, tok *oauth2.
 // identity; a userinfo hiccup on a refresh does the same.
 func (c *Client) claimsOf(ctx context.Context, meta *Metadata, accessToken string, idc *verify.Claims, check tokenCheck) (map[string]any, error) {
 	if idc == nil {
-		return map[string]any{}, nil
+		return c.refreshedUserinfo(ctx, meta, accessToken, check)
 	}
 	claims := map[string]any{}
 	for k, val := range idc.Map() {
@@ -408,6 +415,25 @@ func (c *Client) claimsOf(ctx context.Context, meta *Metadata, accessToken strin
 		}
 	}
 	return claims, nil
+}
+
+// refreshedUserinfo reads the claims of a refresh that brought no verified
+// ID token from userinfo, so group changes still reach the session
+// (Pomerium CVE-2021-41230, review SA2-13); its sub must be the session's.
+// Without userinfo, or when it fails, the session keeps its identity.
+func (c *Client) refreshedUserinfo(ctx context.Context, meta *Metadata, accessToken string, check tokenCheck) (map[string]any, error) {
+	if !check.refresh || meta.Endpoints.Userinfo == "" {
+		return map[string]any{}, nil
+	}
+	info, err := c.userinfo(ctx, meta.Endpoints.Userinfo, accessToken)
+	c.p.observe(err)
+	if err != nil {
+		return map[string]any{}, nil
+	}
+	if sub, _ := info["sub"].(string); sub != check.subject {
+		return nil, fmt.Errorf("%w: sub differs from the session's", ErrUserinfo)
+	}
+	return info, nil
 }
 
 // expiryOf is the access token's expiry from expires_in, on our clock

@@ -55,10 +55,13 @@ func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (*Re
 // Defaults of RefresherOptions.
 const (
 	DefaultRefreshBefore = time.Minute
-	// recentRefreshTTL is how long a refresh result is handed to requests
-	// that still carry the cookie from before it: the browser may have
-	// sent them before it stored the new cookie.
-	recentRefreshTTL  = 2 * time.Minute
+	// recentRefreshTTL is how long a refresh result serves requests that
+	// still carry the cookie from before it — the browser sent them before
+	// it stored the new cookie. They are served, but get no cookie: a
+	// stolen pre-refresh cookie must not obtain the rotated refresh token,
+	// and after this window its reuse reaches the provider, whose
+	// reuse detection ends the session (RFC 9700 §4.14.2, review SA2-12).
+	recentRefreshTTL  = 10 * time.Second
 	recentRefreshSize = 10000
 )
 
@@ -131,8 +134,9 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 	return &Refresher{opts: opts, g: opts.Group}, nil
 }
 
-// Fresh returns s, or s with refreshed tokens (updated true: save it), or
-// an error:
+// Fresh returns s, or s with refreshed tokens (updated true: save it; a
+// request that arrives just after the refresh with the old cookie is
+// served with the new tokens but not given them), or an error:
 //   - ErrSessionExpired: the access token expired and there is no refresh
 //     token — the session is over;
 //   - ErrRefreshRejected: the provider refused the refresh token — the
@@ -161,7 +165,7 @@ func (r *Refresher) Fresh(ctx context.Context, s *session.Session) (fresh *sessi
 	}
 	key := refreshKey(s)
 	if rec, ok := r.g.recent.Get(key); ok && now.Sub(rec.at) < recentRefreshTTL {
-		return rec.sess, true, nil
+		return rec.sess, false, nil
 	}
 	v, err, _ := r.g.flights.Do(key, func() (any, error) {
 		// Not bound to one request: a client that goes away must not

@@ -225,13 +225,23 @@ func TestRefreshConcurrentRequestsShareOne(t *testing.T) {
 	if distinct != 1 {
 		t.Fatalf("%d different refresh tokens handed out", distinct)
 	}
-	clock.advance(30 * time.Second)
+	// A request that was in flight with the old cookie is served with the
+	// new tokens, but not given them (review SA2-12): no cookie, so a
+	// stolen pre-refresh cookie cannot obtain the rotated refresh token.
+	clock.advance(5 * time.Second)
 	cp := *old
-	if s, updated, err := r.Fresh(context.Background(), &cp); err != nil || !updated || s.RefreshToken != "rt-1" {
-		t.Fatalf("a late request with the old cookie: %v %v", s, err)
+	if s, updated, err := r.Fresh(context.Background(), &cp); err != nil || updated || s.AccessToken != "at-1" {
+		t.Fatalf("a late request with the old cookie: %v %v %v", s, updated, err)
 	}
 	if n := rt.refresh.Load(); n != 1 {
 		t.Fatalf("the old refresh token was spent again (%d calls)", n)
+	}
+	// Past the window the old cookie's refresh token goes to the provider,
+	// whose reuse detection refuses it: that session is over.
+	clock.advance(30 * time.Second)
+	cp = *old
+	if _, _, err := r.Fresh(context.Background(), &cp); !errors.Is(err, ErrRefreshRejected) {
+		t.Fatalf("the old cookie 35s after the refresh: %v", err)
 	}
 }
 
@@ -360,6 +370,35 @@ func TestRefreshKeepsNewTokensWhenUserinfoFails(t *testing.T) {
 	}
 	if strings.Join(s.Groups, ",") != "admins" {
 		t.Fatalf("identity changed without verified claims: %v", s.Groups)
+	}
+}
+
+// TestRefreshWithoutIDTokenReadsUserinfo (review SA2-13): a provider that
+// sends no ID token on refresh still gets its group changes into the
+// session, through userinfo — whose sub must be the session's.
+func TestRefreshWithoutIDTokenReadsUserinfo(t *testing.T) {
+	clock := &testClock{t: epoch}
+	r, rt, p := refreshFixture(t, clock)
+	rt.noIDTok = true
+	p.set(func(p *scripted) {
+		p.userinfo = func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"sub":"user-1","groups":["staff"]}`))
+		}
+	})
+	s, updated, err := r.Fresh(context.Background(), expiringSession(clock, 30*time.Second))
+	if err != nil || !updated || strings.Join(s.Groups, ",") != "staff" {
+		t.Fatalf("groups after a refresh without an ID token: %v %v %v", s, updated, err)
+	}
+	p.set(func(p *scripted) {
+		p.userinfo = func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"sub":"someone-else","groups":["admins"]}`))
+		}
+	})
+	clock.advance(5 * time.Minute) // the refreshed token is due
+	if _, _, err := r.Fresh(context.Background(), s); !errors.Is(err, ErrUserinfo) {
+		t.Fatalf("userinfo for another subject after a refresh: %v", err)
 	}
 }
 

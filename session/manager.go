@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -22,6 +23,8 @@ const (
 	DefaultLifetime  = 168 * time.Hour
 	DefaultLoginTTL  = 15 * time.Minute
 	DefaultCacheSize = 4096
+	// DefaultCacheBytes bounds the decoded-session cache's memory.
+	DefaultCacheBytes = 32 << 20
 )
 
 // Options configures a Manager. Zero values select the documented defaults.
@@ -49,6 +52,10 @@ type Options struct {
 	// unseal, even with the same secrets and cookie name, so a session made
 	// for one provider or client is never accepted by another. Default "".
 	Binding string
+	// CacheBytes bounds the decoded-session cache in memory (about twice
+	// the sealed size per entry): a few large sessions cannot crowd out
+	// the machine (review SA2-28). 0 selects DefaultCacheBytes.
+	CacheBytes int64
 	// CacheSize bounds the decoded-session cache: a cookie seen before is
 	// not unsealed again (entries hold the sealed value, a few KB). 0
 	// selects DefaultCacheSize; negative disables the cache.
@@ -66,6 +73,7 @@ type Manager struct {
 	*Cookies // also holds the Options, completed by New
 	store    Store
 	cache    *lru.Cache[uint64, decoded] // nil: no cache
+	cached   atomic.Int64                // bytes held by the cache (cost of its entries)
 	seed     maphash.Seed
 }
 
@@ -90,6 +98,7 @@ func New(opts Options) (*Manager, error) {
 		opts.Now = time.Now
 	}
 	opts.CacheSize = cmp.Or(opts.CacheSize, DefaultCacheSize)
+	opts.CacheBytes = cmp.Or(opts.CacheBytes, DefaultCacheBytes)
 	if err := CheckCookieName(opts.Name); err != nil {
 		return nil, err
 	}
@@ -117,7 +126,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	m := &Manager{Cookies: cookies, store: opts.Store}
 	if opts.CacheSize > 0 {
-		m.cache, _ = lru.New[uint64, decoded](opts.CacheSize)
+		m.cache, _ = lru.NewWithEvict(opts.CacheSize, func(_ uint64, e decoded) { m.cached.Add(-e.cost()) })
 		m.seed = maphash.MakeSeed()
 	}
 	return m, nil
@@ -182,10 +191,30 @@ func (m *Manager) decode(ctx context.Context, parts []string) (sess *Session, ro
 		return nil, false, err
 	}
 	if m.cache != nil {
-		m.cache.Add(key, decoded{sealed: sealed, sess: sess, rotate: rotate, until: sess.ExpiresAt(m.opts.Lifetime)})
+		m.remember(key, decoded{sealed: sealed, sess: sess, rotate: rotate, until: sess.ExpiresAt(m.opts.Lifetime)})
 	}
 	return sess, rotate, nil
 }
+
+// remember caches e under key, evicting the least recently used entries
+// while the cache holds more than CacheBytes.
+func (m *Manager) remember(key uint64, e decoded) {
+	if e.cost() > m.opts.CacheBytes/8 {
+		return // one session may not take an eighth of the budget
+	}
+	m.cache.Remove(key) // a hash collision's entry: its cost must go
+	m.cached.Add(e.cost())
+	m.cache.Add(key, e)
+	for m.cached.Load() > m.opts.CacheBytes {
+		if _, _, ok := m.cache.RemoveOldest(); !ok {
+			break
+		}
+	}
+}
+
+// cost is what an entry holds in memory, roughly: the sealed value and
+// the decoded session, which is about as large.
+func (e decoded) cost() int64 { return 2 * int64(len(e.sealed)) }
 
 // Save keeps sess in the Store and seals the value it returns into the
 // session cookie(s) on w, which live until the session's lifetime ends.

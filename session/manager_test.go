@@ -535,3 +535,38 @@ func TestManagerWithAnotherStore(t *testing.T) {
 		t.Fatalf("Load after Revoke: %v", err)
 	}
 }
+
+// TestDecodedSessionCacheIsBoundedInBytes (review SA2-28): the cache holds
+// at most CacheBytes, however large the sessions, and a session larger
+// than an eighth of that is not cached at all.
+func TestDecodedSessionCacheIsBoundedInBytes(t *testing.T) {
+	c := &clock{epoch}
+	const budget = 64 << 10
+	m, err := New(Options{Secrets: [][]byte{secretA}, Now: c.now, Lifetime: time.Hour, CacheBytes: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		sess := testSession(epoch)
+		sess.Claims = map[string][]string{"big": {strings.Repeat("x", 2000+i)}}
+		if _, _, err := m.Load(request(save(t, m, request(nil), sess))); err != nil {
+			t.Fatal(err)
+		}
+		if n := m.cached.Load(); n > budget {
+			t.Fatalf("after %d sessions the cache holds %d bytes, over its %d", i+1, n, budget)
+		}
+	}
+	if m.cache.Len() >= 50 || m.cache.Len() == 0 {
+		t.Fatalf("%d entries cached", m.cache.Len())
+	}
+	huge := testSession(epoch)
+	huge.Claims = map[string][]string{"big": {strings.Repeat("y", budget/8)}}
+	before := m.cache.Len()
+	m.cache.Purge()
+	if _, _, err := m.Load(request(save(t, m, request(nil), huge))); err != nil {
+		t.Fatal(err)
+	}
+	if m.cache.Len() != 0 || m.cached.Load() != 0 {
+		t.Fatalf("a session over an eighth of the budget was cached (%d entries before the purge)", before)
+	}
+}

@@ -144,6 +144,12 @@ func checkSignature(ctx context.Context, ks KeySet, h header, t compact) error {
 			return ErrUnknownKey
 		}
 	}
+	if h.Kid == "" && len(candidates) > 1 {
+		// Without a kid a token would cost a signature check per fitting
+		// key, and which key signed it is ambiguous: OpenID RP conformance
+		// lets a client refuse it (review SA2-27).
+		return fmt.Errorf("%w: the token names no kid and several keys fit", ErrUnknownKey)
+	}
 	verifier, err := jws.NewVerifier(jwa.SignatureAlgorithm(h.Alg))
 	if err != nil {
 		return ErrAlgorithm

@@ -405,3 +405,22 @@ func TestRemoteErrAndProbe(t *testing.T) {
 		t.Fatalf("probe once the provider is back: %v", err)
 	}
 }
+
+// TestKidlessTokenNeedsOneFittingKey (review SA2-27): a token without kid
+// is checked against the one key that fits, never tried against many.
+func TestKidlessTokenNeedsOneFittingKey(t *testing.T) {
+	k1, k2 := jwttest.NewKey("k1", "RS256"), jwttest.NewKey("k2", "RS256")
+	noKid := func(k *jwttest.Key) string {
+		unnamed := *k
+		unnamed.KID = ""
+		return unnamed.Sign(validClaims(), nil)
+	}
+	one := newVerifier(t, newRemote(t, newJWKSServer(t, k1).URL, &testClock{t: epoch}))
+	if _, err := one.Verify(context.Background(), noKid(k1)); err != nil {
+		t.Fatalf("no kid, one key: %v", err)
+	}
+	two := newVerifier(t, newRemote(t, newJWKSServer(t, k1, k2).URL, &testClock{t: epoch}))
+	if _, err := two.Verify(context.Background(), noKid(k2)); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("no kid, two fitting keys: %v", err)
+	}
+}
