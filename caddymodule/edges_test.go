@@ -254,3 +254,30 @@ func TestSignOutCSRF(t *testing.T) {
 		t.Fatalf("same-origin POST: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
+
+// TestListValuesWithCommas (review SA2-26): a group or claim value that
+// holds a comma would split into two at the upstream; it is left out of
+// the joined header, and the rules still see it.
+func TestListValuesWithCommas(t *testing.T) {
+	g := newHandler(t, "https://idp.example", func(g *Gatehouse) {
+		g.AllowGroups = []string{"admins,root"}
+		g.Headers = map[string]string{"X-Roles": "roles"}
+	})
+	sess := aliceSession()
+	sess.Groups = []string{"staff", "admins,root"}
+	sess.Claims = map[string][]string{"roles": {"a,b", "c"}}
+	r := httptest.NewRequest("GET", "/", nil)
+	for _, c := range sessionCookies(t, g, sess) {
+		r.AddCookie(c)
+	}
+	_, up, _ := serve(t, g, r)
+	if !up.called {
+		t.Fatal("the allow rule did not see the group with a comma")
+	}
+	if got := up.req.Header.Get("X-Forwarded-Groups"); got != "staff" {
+		t.Errorf("X-Forwarded-Groups %q", got)
+	}
+	if got := up.req.Header.Get("X-Roles"); got != "c" {
+		t.Errorf("X-Roles %q", got)
+	}
+}

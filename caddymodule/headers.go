@@ -165,7 +165,7 @@ type principal struct {
 // one provider rather than stored one by one.
 func (g *Gatehouse) setIdentity(r *http.Request, p principal) {
 	id := p.id
-	groups := strings.Join(id.Groups, ",")
+	groups := joinList(id.Groups)
 	// One backing array for the header values; each slice is capped at
 	// its length, so a later append copies instead of writing into it.
 	vals := make([]string, 0, 6+len(g.headerMap))
@@ -187,7 +187,7 @@ func (g *Gatehouse) setIdentity(r *http.Request, p principal) {
 		set("Authorization", "Bearer "+p.accessToken)
 	}
 	for _, m := range g.headerMap {
-		set(m.header, strings.Join(id.Claims[m.claim], ","))
+		set(m.header, joinList(id.Claims[m.claim]))
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(func(key string) (any, bool) {
@@ -234,5 +234,23 @@ func (g *Gatehouse) placeholder(id *identity.Identity, groups, name string) (any
 	case "groups":
 		return groups, true
 	}
-	return strings.Join(id.Claims[name], ","), true
+	return joinList(id.Claims[name]), true
+}
+
+// joinList joins list values with commas for a header, leaving out values
+// that hold a comma themselves: "a,b" would reach the upstream as two
+// values (review SA2-26). The rules still see every value.
+func joinList(values []string) string {
+	for _, v := range values {
+		if strings.IndexByte(v, ',') >= 0 {
+			kept := make([]string, 0, len(values))
+			for _, v := range values {
+				if strings.IndexByte(v, ',') < 0 {
+					kept = append(kept, v)
+				}
+			}
+			return strings.Join(kept, ",")
+		}
+	}
+	return strings.Join(values, ",")
 }

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -24,6 +25,8 @@ type KeySet interface {
 	// refresh is called when no key matches a token: it fetches the keys
 	// again if its rate limit allows, and returns the latest keys.
 	refresh(ctx context.Context) (keyList, error)
+	// generation changes when the keys do (a key withdrawn or added).
+	generation() uint64
 }
 
 // publicKey is one usable verification key.
@@ -180,3 +183,18 @@ func NewStaticKeySet(jwksJSON []byte) (*StaticKeySet, error) {
 
 func (s *StaticKeySet) current(context.Context) (keyList, error) { return s.keys, nil }
 func (s *StaticKeySet) refresh(context.Context) (keyList, error) { return s.keys, nil }
+func (s *StaticKeySet) generation() uint64                       { return 0 }
+
+// sameKeys reports whether a and b hold the same keys in the same order.
+func sameKeys(a, b keyList) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		ka, ok := a[i].key.(interface{ Equal(crypto.PublicKey) bool })
+		if a[i].kid != b[i].kid || a[i].alg != b[i].alg || !ok || !ka.Equal(b[i].key) {
+			return false
+		}
+	}
+	return true
+}

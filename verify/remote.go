@@ -22,7 +22,7 @@ import (
 // Defaults of RemoteOptions.
 const (
 	DefaultMinRefetchInterval = 15 * time.Second
-	DefaultMinRefreshInterval = 5 * time.Minute
+	DefaultRefreshInterval    = 5 * time.Minute
 )
 
 // RemoteOptions configures a RemoteKeySet.
@@ -35,9 +35,11 @@ type RemoteOptions struct {
 	// tokens with random key ids costs the provider at most one fetch per
 	// interval. Default 15s.
 	MinRefetchInterval time.Duration
-	// MinRefreshInterval is the floor of the background refresh period;
-	// the provider's Cache-Control max-age is honoured above it. Default 5m.
-	MinRefreshInterval time.Duration
+	// RefreshInterval is the background refresh period. It is fixed: a
+	// provider's Cache-Control max-age (a day, a year) is not honoured,
+	// so a key the provider withdraws stops verifying within it (review
+	// SA2-11). Default 5m.
+	RefreshInterval time.Duration
 	// Now is the clock for the rate limit. Default time.Now.
 	Now func() time.Time
 	// Logger receives fetch failures. Default: discard.
@@ -61,6 +63,7 @@ type RemoteKeySet struct {
 	fetches  atomic.Int64
 	onDemand atomic.Bool           // a fetch of ours (not the background refresh) runs
 	lastErr  atomic.Pointer[error] // the latest fetch's error; nil after a success
+	gen      atomic.Uint64         // counts changes of the keys (see generation)
 
 	skippedMu sync.Mutex
 	skipped   map[string]bool // keys left out of the JWKS, logged once each
@@ -76,8 +79,8 @@ func NewRemoteKeySet(ctx context.Context, jwksURL string, opts RemoteOptions) (*
 	if opts.MinRefetchInterval <= 0 {
 		opts.MinRefetchInterval = DefaultMinRefetchInterval
 	}
-	if opts.MinRefreshInterval <= 0 {
-		opts.MinRefreshInterval = DefaultMinRefreshInterval
+	if opts.RefreshInterval <= 0 {
+		opts.RefreshInterval = DefaultRefreshInterval
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -90,7 +93,7 @@ func NewRemoteKeySet(ctx context.Context, jwksURL string, opts RemoteOptions) (*
 	r.cache = jwk.NewCache(ctx, jwk.WithRefreshWindow(time.Minute), jwk.WithErrSink(errSink{r}))
 	err := r.cache.Register(jwksURL,
 		jwk.WithHTTPClient(getter{client: opts.HTTPClient, keys: r}),
-		jwk.WithMinRefreshInterval(opts.MinRefreshInterval),
+		jwk.WithRefreshInterval(opts.RefreshInterval),
 		jwk.WithPostFetcher(jwk.PostFetchFunc(r.store)),
 	)
 	if err != nil {
@@ -114,7 +117,9 @@ func (r *RemoteKeySet) store(_ string, set jwk.Set) (jwk.Set, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("JWKS holds no usable signing key")
 	}
-	r.keys.Store(&keys)
+	if old := r.keys.Swap(&keys); old != nil && !sameKeys(*old, keys) {
+		r.gen.Add(1)
+	}
 	r.fetches.Add(1)
 	r.lastErr.Store(nil)
 	if !r.onDemand.Load() {
@@ -124,6 +129,10 @@ func (r *RemoteKeySet) store(_ string, set jwk.Set) (jwk.Set, error) {
 	}
 	return set, nil
 }
+
+// generation changes whenever a fetch brings keys other than the last
+// ones: verified tokens cached under an older generation are checked again.
+func (r *RemoteKeySet) generation() uint64 { return r.gen.Load() }
 
 func (r *RemoteKeySet) snapshot() (keyList, error) {
 	if p := r.keys.Load(); p != nil {

@@ -424,3 +424,32 @@ func TestKidlessTokenNeedsOneFittingKey(t *testing.T) {
 		t.Fatalf("no kid, two fitting keys: %v", err)
 	}
 }
+
+// TestWithdrawnKeyStopsVerifyingCachedTokens (review SA2-11): a token
+// verified and cached under a key the provider later withdraws is not
+// served from the cache once a fetch brings the new key set.
+func TestWithdrawnKeyStopsVerifyingCachedTokens(t *testing.T) {
+	compromised := jwttest.NewKey("old", "RS256")
+	replacement := jwttest.NewKey("new", "RS256")
+	srv := newJWKSServer(t, compromised)
+	c := &testClock{t: epoch}
+	ks := newRemote(t, srv.URL, c)
+	v, err := New(Config{Issuer: testIssuer, Audiences: []string{testAudience}, Keys: ks, Now: c.now, CacheSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := compromised.Sign(validClaims(), nil)
+	for range 2 {
+		if _, err := v.Verify(context.Background(), old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.publish(replacement) // the provider withdraws the key
+	c.advance(DefaultMinRefetchInterval)
+	if _, err := v.Verify(context.Background(), replacement.Sign(validClaims(), nil)); err != nil {
+		t.Fatalf("a token of the new key: %v", err)
+	}
+	if _, err := v.Verify(context.Background(), old); err == nil {
+		t.Fatal("a cached token of the withdrawn key still verifies")
+	}
+}

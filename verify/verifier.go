@@ -80,10 +80,12 @@ type Verifier struct {
 	stats counters
 }
 
-// cached is a verified token's claims, servable until its exp.
+// cached is a verified token's claims, servable until its exp while the
+// key set is at the generation it was verified under.
 type cached struct {
 	claims *Claims
 	until  time.Time
+	gen    uint64
 }
 
 // Stats counts verifications by outcome and cache use.
@@ -171,8 +173,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	// on the cache-hit path. Sum256 does not keep the slice.
 	key := sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
 	now := v.cfg.Now()
+	gen := v.cfg.Keys.generation()
 	if e, ok := v.cache.Get(key); ok {
-		if now.Before(e.until) {
+		// A key the provider withdrew stops verifying at once (SA2-11).
+		if now.Before(e.until) && e.gen == gen {
 			v.stats.hits.Add(1)
 			v.stats.valid.Add(1)
 			return e.claims, nil
@@ -182,7 +186,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	v.stats.misses.Add(1)
 	c, err := v.count(v.verify(ctx, token))
 	if err == nil && now.Before(c.Expiry) {
-		v.cache.Add(key, cached{claims: c, until: c.Expiry})
+		v.cache.Add(key, cached{claims: c, until: c.Expiry, gen: gen})
 	}
 	return c, err
 }
