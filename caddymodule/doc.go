@@ -17,10 +17,11 @@
 //
 // ServeHTTP (serve.go) is one pipeline:
 //
-//	stripHeaders → endpoint → authenticate → rules.allows → pass | refuse
+//	stripRequest → endpoint → authenticate → rules.allows → pass | refuse
 //
 // It deletes every identity header the client sent (X-Forwarded-User and
-// friends, in any case, "_" for "-"; headers.go). gatehouse's own endpoints
+// friends, in any case, "_" or "." for "-"), in trailers too, and the
+// Connection tokens that would drop the ones gatehouse sets (headers.go). gatehouse's own endpoints
 // under path_prefix answer next, by exact path: the callback (login.go)
 // and sign-out (signout.go). authenticate decides who the request is: a
 // bearer token alone when one is sent and a bearer block is configured
@@ -30,7 +31,8 @@
 // headers and the {http.auth.user.*} placeholders Caddy's own
 // authentication handler uses. refuse answers everything else: a bearer
 // error, 503 while a needed refresh cannot happen, anonymous passage
-// (`unauthenticated allow`), 401, or a login (a redirect to the provider)
-// for browser navigations. Failures become small HTML or JSON pages, or
+// (`unauthenticated allow`, `public_paths`, with every {http.auth.user.*}
+// placeholder empty), 401, or a login (a redirect to the provider) for
+// browser navigations. Failures become small HTML or JSON pages, or
 // caddyhttp errors when the server has handle_errors (pages.go).
 package caddymodule

@@ -12,7 +12,9 @@
 // one verify.KeySet per jwks_uri.
 //
 // A Client (NewClient) is a registered confidential client at a Provider.
-// StartLogin returns the authorization URL and a session.Login holding a
+// StartLogin first asks Provider.Available whether the provider can be
+// reached (by what its JWKS fetches and recent token and userinfo calls
+// say; ErrProviderUnavailable), then returns the authorization URL and a session.Login holding a
 // fresh state, nonce and PKCE S256 verifier and the return-to URL; the
 // caller keeps the Login in a login cookie (session.Manager.SaveLogin).
 // FinishLogin takes the callback's query and that Login and checks, in this
@@ -40,8 +42,10 @@
 //
 // A Bearer (NewBearer) validates access tokens for an API: a verify
 // Verifier with a verified-token cache, built on first use from the
-// provider's metadata (or an explicit issuer and jwks_uri), plus the
-// required scopes (*InsufficientScopeError).
+// provider's metadata (or an explicit issuer and jwks_uri), the token-type
+// policy (RFC 9068/8725: ID, logout and other kinds of JWT are not access
+// tokens; ErrNotAnAccessToken) and the required scopes
+// (*InsufficientScopeError).
 //
 // ValidateReturnTo and SafeReturnTo decide where a user may be sent after
 // login: a path on the same host, or an absolute URL on the request host or
