@@ -153,15 +153,20 @@ func (b *Bearer) Verify(ctx context.Context, token string) (*verify.Claims, erro
 //     at_hash, c_hash) or no scope at all. Tokens for other audiences pass:
 //     Dex's access tokens carry at_hash and no typ.
 func (b *Bearer) accessTokenKind(c *verify.Claims) error {
-	typ := strings.TrimPrefix(strings.ToLower(c.Type), "application/")
-	if typ == "at+jwt" {
+	typ := c.Type
+	if len(typ) > len("application/") && strings.EqualFold(typ[:len("application/")], "application/") {
+		typ = typ[len("application/"):]
+	}
+	if strings.EqualFold(typ, "at+jwt") {
 		return nil
 	}
 	if b.opts.RequireAccessTokenType {
 		return fmt.Errorf("%w: typ %q, not at+jwt", ErrNotAnAccessToken, c.Type)
 	}
-	if nonAccessTypes[typ] {
-		return fmt.Errorf("%w: typ %q", ErrNotAnAccessToken, c.Type)
+	for _, other := range nonAccessTypes {
+		if strings.EqualFold(typ, other) {
+			return fmt.Errorf("%w: typ %q", ErrNotAnAccessToken, c.Type)
+		}
 	}
 	all := c.Map()
 	if _, ok := all["events"]; ok {
@@ -182,9 +187,8 @@ func (b *Bearer) accessTokenKind(c *verify.Claims) error {
 }
 
 // nonAccessTypes are JOSE typ values of tokens that are never access tokens.
-var nonAccessTypes = map[string]bool{
-	"logout+jwt": true, "id_token+jwt": true, "secevent+jwt": true, "dpop+jwt": true,
-	"token-introspection+jwt": true, "oauth-authz-req+jwt": true,
+var nonAccessTypes = []string{
+	"logout+jwt", "id_token+jwt", "secevent+jwt", "dpop+jwt", "token-introspection+jwt", "oauth-authz-req+jwt",
 }
 
 // RequiredScopes returns the scopes every token must carry.
