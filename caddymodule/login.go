@@ -3,9 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
-	"strings"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -30,12 +28,12 @@ func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
 		}, err)
 	}
 	if err := g.sessions.SaveLogin(w, r, login); err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return fail(w, r, problem{status: http.StatusInternalServerError, code: "internal_error", title: "Sign-in failed",
+			message: "The sign-in could not be started. Please try again."}, err)
 	}
 	if c := g.logger.Check(zapcore.DebugLevel, "login started"); c != nil {
 		// The path only: a query may hold the app's own secrets (SA2-31).
-		path, _, _ := strings.Cut(returnTo, "?")
-		c.Write(zap.String("return_to", path))
+		c.Write(zap.String("return_to", pathOf(returnTo)))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, authURL, http.StatusFound)
@@ -142,28 +140,4 @@ var knownProviderErrors = map[string]bool{
 	"account_selection_required": true, "consent_required": true, "invalid_request_uri": true,
 	"invalid_request_object": true, "request_not_supported": true, "request_uri_not_supported": true,
 	"registration_not_supported": true,
-}
-
-// redirectURL is this site's callback URL.
-func (g *Gatehouse) redirectURL(r *http.Request) string {
-	return origin(r) + g.callbackPath
-}
-
-// origin is scheme://host of the request, from the connection's scheme and
-// the request's Host (what {http.request.scheme} and
-// {http.request.hostport} say), never from X-Forwarded-* headers.
-func origin(r *http.Request) string {
-	if r.TLS != nil {
-		return "https://" + r.Host
-	}
-	return "http://" + r.Host
-}
-
-// originalRequestURI is the path and query the client asked for, before
-// any rewrite by earlier handlers (uri strip_prefix, handle_path).
-func originalRequestURI(r *http.Request) string {
-	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.URL != nil {
-		return orig.URL.RequestURI()
-	}
-	return r.URL.RequestURI()
 }

@@ -35,9 +35,7 @@ func fail(w http.ResponseWriter, r *http.Request, p problem, cause error) error 
 		return caddyhttp.Error(p.status, cause)
 	}
 	if isNavigation(r) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+		htmlHeaders(w.Header(), "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 		w.WriteHeader(p.status)
 		_, _ = w.Write([]byte(htmlPage(p)))
 		return nil
@@ -91,12 +89,20 @@ func isNavigation(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
+// htmlHeaders are the headers of every page gatehouse writes itself: HTML
+// with csp, never sniffed as anything else, never sending a Referer (our
+// pages may sit at /oauth2/callback?code=…&state=…).
+func htmlHeaders(h http.Header, csp string) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+}
+
 // writeContinuePage answers a login that ends with a same-site page hop
 // to target (cookie_samesite strict, see serveCallback).
 func writeContinuePage(w http.ResponseWriter, target string) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	w.Header().Set("Referrer-Policy", "no-referrer")
+	htmlHeaders(w.Header(), "default-src 'none'; frame-ancestors 'none'")
 	t := html.EscapeString(target)
 	_, _ = w.Write([]byte(`<!doctype html><meta http-equiv="refresh" content="0;url=` + t +
 		`"><title>Signed in</title><p>Signed in. <a href="` + t + `">Continue</a></p>`))
@@ -115,12 +121,8 @@ func serveNoLogins(w http.ResponseWriter, r *http.Request) error {
 // writeSignOutPage asks the user to confirm a sign-out another site asked
 // for: a button posting to action, with rd.
 func writeSignOutPage(w http.ResponseWriter, action, rd string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	htmlHeaders(w.Header(), "default-src 'none'; form-action 'self'; frame-ancestors 'none'")
+	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write([]byte(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign out?</title></head><body>` +
 		`<h1>Sign out?</h1><form method="post" action="` + html.EscapeString(action) + `">` +
 		`<input type="hidden" name="rd" value="` + html.EscapeString(rd) + `"><button type="submit">Sign out</button></form></body></html>` + "\n"))

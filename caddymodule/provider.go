@@ -184,22 +184,36 @@ func (pc *ProviderConfig) applyDefaults() {
 	}
 }
 
+// stringField is a string field of the config, by sub-directive.
+type stringField struct {
+	name  string
+	value *string
+}
+
+// urls are the issuer and the explicit endpoints.
+func (pc *ProviderConfig) urls() []stringField {
+	return []stringField{
+		{"issuer", &pc.Issuer},
+		{"authorization_endpoint", &pc.AuthorizationEndpoint},
+		{"token_endpoint", &pc.TokenEndpoint},
+		{"userinfo_endpoint", &pc.UserinfoEndpoint},
+		{"jwks_uri", &pc.JWKSURI},
+		{"end_session_endpoint", &pc.EndSessionEndpoint},
+	}
+}
+
 // resolve replaces placeholders in every field.
 func (pc *ProviderConfig) resolve(r *placeholder.Resolver) {
-	r.One("issuer", &pc.Issuer)
-	r.One("authorization_endpoint", &pc.AuthorizationEndpoint)
-	r.One("token_endpoint", &pc.TokenEndpoint)
-	r.One("userinfo_endpoint", &pc.UserinfoEndpoint)
-	r.One("jwks_uri", &pc.JWKSURI)
-	r.One("end_session_endpoint", &pc.EndSessionEndpoint)
-	r.One("client_id", &pc.ClientID)
+	for _, f := range append(pc.urls(),
+		stringField{"client_id", &pc.ClientID}, stringField{"client_auth", &pc.ClientAuth},
+		stringField{"user_claim", &pc.UserClaim}, stringField{"email_claim", &pc.EmailClaim},
+		stringField{"groups_claim", &pc.GroupsClaim},
+	) {
+		r.One(f.name, f.value)
+	}
 	r.Secret("client_secret", &pc.ClientSecret)
-	r.One("client_auth", &pc.ClientAuth)
 	r.Many("scopes", pc.Scopes)
 	r.Many("prompt", pc.Prompt)
-	r.One("user_claim", &pc.UserClaim)
-	r.One("email_claim", &pc.EmailClaim)
-	r.One("groups_claim", &pc.GroupsClaim)
 	r.Many("trusted_audiences", pc.TrustedAudiences)
 }
 
@@ -208,19 +222,11 @@ func (pc *ProviderConfig) resolve(r *placeholder.Resolver) {
 func (pc *ProviderConfig) validate(bad badFunc, withClient bool) {
 	if pc.Issuer == "" {
 		bad("issuer", "is required (the provider's issuer URL)")
-	} else if err := flow.CheckEndpointURL(pc.Issuer); err != nil {
-		bad("issuer", "%v", err)
 	}
-	for _, ep := range []struct{ name, url string }{
-		{"authorization_endpoint", pc.AuthorizationEndpoint},
-		{"token_endpoint", pc.TokenEndpoint},
-		{"userinfo_endpoint", pc.UserinfoEndpoint},
-		{"jwks_uri", pc.JWKSURI},
-		{"end_session_endpoint", pc.EndSessionEndpoint},
-	} {
-		if ep.url != "" {
-			if err := flow.CheckEndpointURL(ep.url); err != nil {
-				bad(ep.name, "%v", err)
+	for _, f := range pc.urls() {
+		if *f.value != "" {
+			if err := flow.CheckEndpointURL(*f.value); err != nil {
+				bad(f.name, "%v", err)
 			}
 		}
 	}

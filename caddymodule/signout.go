@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -92,12 +91,4 @@ func (g *Gatehouse) revokeAtProvider(refreshToken string) {
 			g.logger.Warn("revoking the refresh token at sign-out failed", zap.Error(err))
 		}
 	}()
-}
-
-// absolute makes a path on this site an absolute URL, for the provider.
-func (g *Gatehouse) absolute(r *http.Request, target string) string {
-	if !strings.HasPrefix(target, "/") {
-		return target
-	}
-	return origin(r) + target
 }
