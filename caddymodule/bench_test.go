@@ -71,6 +71,7 @@ func benchSession(b *testing.B, extraClaim int) {
 		r.AddCookie(c)
 	}
 	r.AddCookie(&http.Cookie{Name: "app_pref", Value: "dark"})
+	r.Header.Set("Connection", "keep-alive") // what HTTP/1.1 browsers send
 	b.ReportMetric(float64(len(cookies)), "cookies")
 	benchServe(b, g, r, http.StatusOK)
 }

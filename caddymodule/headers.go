@@ -62,23 +62,39 @@ func (t *trailerScrubber) Read(p []byte) (int, error) {
 }
 
 // stripTokens removes from comma-separated header values the tokens that
-// name one of names.
+// name one of names. Values without such a token (the usual "keep-alive")
+// are returned as they are, without allocating.
 func stripTokens(values, names []string) []string {
+	if !slices.ContainsFunc(values, func(v string) bool { return namesOneOf(v, names) }) {
+		return values
+	}
 	out := values[:0:0]
 	for _, v := range values {
 		var kept []string
 		for tok := range strings.SplitSeq(v, ",") {
-			tok = strings.TrimSpace(tok)
-			if tok == "" || slices.ContainsFunc(names, func(n string) bool { return sameHeaderName(tok, n) }) {
-				continue
+			if tok = strings.TrimSpace(tok); tok != "" && !namesOneOf(tok, names) {
+				kept = append(kept, tok)
 			}
-			kept = append(kept, tok)
 		}
 		if len(kept) > 0 {
 			out = append(out, strings.Join(kept, ", "))
 		}
 	}
 	return out
+}
+
+// namesOneOf reports whether the comma-separated list v holds a token that
+// is one of names.
+func namesOneOf(v string, names []string) bool {
+	for tok := range strings.SplitSeq(v, ",") {
+		tok = strings.TrimSpace(tok)
+		for _, n := range names {
+			if sameHeaderName(tok, n) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // stripHeaders deletes every header whose name equals one of names
