@@ -8,6 +8,7 @@ import (
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -311,9 +312,10 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 // verifier: at login, the login's nonce (an ID token is required); on a
 // refresh, the session's subject (the ID token is optional, Core §12.2).
 type tokenCheck struct {
-	refresh bool
-	nonce   string // login
-	subject string // refresh
+	refresh  bool
+	nonce    string         // login
+	subject  string         // refresh
+	previous *verify.Claims // refresh: the session's ID token, when it has one
 }
 
 // result checks a token response and turns it into a Result, in named
@@ -471,6 +473,8 @@ func (c *Client) checkIDToken(ctx context.Context, v *verify.Verifier, raw strin
 		return nil, fmt.Errorf("%w: an audience is not trusted (trusted_audiences)", ErrIDToken)
 	case check.refresh && idc.Subject != check.subject:
 		return nil, fmt.Errorf("%w: a refreshed ID token names another subject", ErrIDToken)
+	case check.refresh && !sameAsOriginal(idc, check.previous):
+		return nil, fmt.Errorf("%w: a refreshed ID token is older than the last one, or its auth_time or nonce differs from the login's", ErrIDToken)
 	case !check.refresh && (check.nonce == "" || subtle.ConstantTimeCompare([]byte(idc.Nonce), []byte(check.nonce)) != 1):
 		return nil, fmt.Errorf("%w: nonce mismatch", ErrIDToken)
 	}
@@ -478,6 +482,27 @@ func (c *Client) checkIDToken(ctx context.Context, v *verify.Verifier, raw strin
 		return nil, fmt.Errorf("%w: at_hash does not match the access token", ErrIDToken)
 	}
 	return idc, nil
+}
+
+// sameAsOriginal checks a refreshed ID token against the session's previous
+// one (Core §12.2): its iat is when it was issued, so not before the
+// previous one's (an older token handed out again is not a new one; the
+// provider's clock, not ours, says so); auth_time, when both have it, is
+// the original login's; a nonce, which it should not have, must be the
+// original one.
+func sameAsOriginal(idc, previous *verify.Claims) bool {
+	if previous == nil {
+		return true
+	}
+	if idc.IssuedAt.Before(previous.IssuedAt) {
+		return false
+	}
+	newAuth, _ := idc.Map()["auth_time"].(json.Number)
+	oldAuth, _ := previous.Map()["auth_time"].(json.Number)
+	if newAuth != "" && oldAuth != "" && newAuth != oldAuth {
+		return false
+	}
+	return idc.Nonce == "" || idc.Nonce == previous.Nonce
 }
 
 // trustsAudiences reports whether every audience is the client or one of

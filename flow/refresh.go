@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/verify"
 )
 
 // ErrRefreshRejected: the provider refused the refresh token (e.g.
@@ -23,18 +24,19 @@ var ErrRefreshRejected = errors.New("flow: the provider rejected the refresh tok
 // ErrSessionExpired: the session's tokens expired and cannot be refreshed.
 var ErrSessionExpired = errors.New("flow: the session's tokens expired")
 
-// Refresh exchanges a refresh token for new tokens (RFC 6749 §6). A new
-// ID token, if the provider sends one, must name subject; userinfo, when
-// the provider has it, must too. The provider's refusal is
+// Refresh exchanges the session's refresh token for new tokens (RFC 6749
+// §6). A new ID token, if the provider sends one, must match the session
+// as OpenID Connect Core §12.2 asks (see checkIDToken); userinfo, when the
+// provider has it, must name the same subject. The provider's refusal is
 // ErrRefreshRejected; trouble reaching it is ErrProviderUnavailable.
-func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (*Result, error) {
+func (c *Client) Refresh(ctx context.Context, s *session.Session) (*Result, error) {
 	meta, v, err := c.ready(ctx)
 	if err != nil {
 		return nil, err
 	}
 	// An expired token makes the TokenSource refresh at once.
 	src := c.oauth2Config(meta, "").TokenSource(c.withHTTPClient(ctx), &oauth2.Token{
-		RefreshToken: refreshToken,
+		RefreshToken: s.RefreshToken,
 		Expiry:       time.Unix(1, 0),
 	})
 	tok, err := src.Token()
@@ -49,7 +51,12 @@ func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (*Re
 		}
 		return nil, err
 	}
-	return c.result(ctx, meta, v, tok, tokenCheck{refresh: true, subject: subject})
+	check := tokenCheck{refresh: true, subject: s.Subject}
+	if s.IDToken != "" {
+		// The ID token the session holds was verified when it came.
+		check.previous, _ = verify.ClaimsOfVerified(s.IDToken)
+	}
+	return c.result(ctx, meta, v, tok, check)
 }
 
 // Defaults of RefresherOptions.
@@ -68,7 +75,7 @@ const (
 // TokenRefresher spends a refresh token for new tokens. *Client is one;
 // a provider kind that refreshes differently brings its own.
 type TokenRefresher interface {
-	Refresh(ctx context.Context, refreshToken, subject string) (*Result, error)
+	Refresh(ctx context.Context, s *session.Session) (*Result, error)
 }
 
 // RefresherOptions configures a Refresher.
@@ -170,7 +177,7 @@ func (r *Refresher) Fresh(ctx context.Context, s *session.Session) (fresh *sessi
 	v, err, _ := r.g.flights.Do(key, func() (any, error) {
 		// Not bound to one request: a client that goes away must not
 		// cancel the refresh the others wait for.
-		res, err := r.opts.Client.Refresh(context.WithoutCancel(ctx), s.RefreshToken, s.Subject)
+		res, err := r.opts.Client.Refresh(context.WithoutCancel(ctx), s)
 		if err != nil {
 			return nil, err
 		}

@@ -32,6 +32,7 @@ type rotatingTokens struct {
 	noIDTok  bool
 	unavail  atomic.Bool
 	accessIn time.Duration
+	idExtra  map[string]any // claims added to (or replacing) the refreshed ID token's
 }
 
 func newRotating(p *scripted) *rotatingTokens {
@@ -71,10 +72,14 @@ func (rt *rotatingTokens) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if !rt.noIDTok {
 		sum := sha256.Sum256([]byte(access))
-		resp["id_token"] = rt.p.key.Sign(map[string]any{
+		claims := map[string]any{
 			"iss": rt.p.URL, "sub": rt.subject, "aud": clientID, "exp": epoch.Add(time.Hour).Unix(), "iat": epoch.Unix(),
 			"at_hash": base64.RawURLEncoding.EncodeToString(sum[:16]), "groups": rt.groups,
-		}, nil)
+		}
+		for k, v := range rt.idExtra {
+			claims[k] = v
+		}
+		resp["id_token"] = rt.p.key.Sign(claims, nil)
 	}
 	json.NewEncoder(w).Encode(resp)
 }
@@ -370,6 +375,38 @@ func TestRefreshKeepsNewTokensWhenUserinfoFails(t *testing.T) {
 	}
 	if strings.Join(s.Groups, ",") != "admins" {
 		t.Fatalf("identity changed without verified claims: %v", s.Groups)
+	}
+}
+
+// TestRefreshedIDTokenMatchesTheLogin (review SA2-24; OpenID Connect Core
+// §12.2): a refreshed ID token must be newly issued, keep the login's
+// auth_time, and carry no nonce but the login's.
+func TestRefreshedIDTokenMatchesTheLogin(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra map[string]any
+		ok    bool
+	}{
+		{"same auth_time and nonce", map[string]any{"auth_time": 1000, "nonce": "login-nonce"}, true},
+		{"no nonce", map[string]any{"auth_time": 1000}, true},
+		{"another auth_time", map[string]any{"auth_time": 2000, "nonce": "login-nonce"}, false},
+		{"another nonce", map[string]any{"auth_time": 1000, "nonce": "other"}, false},
+		{"issued an hour ago", map[string]any{"iat": epoch.Add(-time.Hour).Unix()}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := &testClock{t: epoch}
+			r, rt, p := refreshFixture(t, clock)
+			rt.idExtra = tc.extra
+			s := expiringSession(clock, 30*time.Second)
+			s.IDToken = p.key.Sign(map[string]any{
+				"iss": p.URL, "sub": "user-1", "aud": clientID, "exp": epoch.Add(time.Hour).Unix(), "iat": epoch.Unix(),
+				"auth_time": 1000, "nonce": "login-nonce",
+			}, nil)
+			_, _, err := r.Fresh(context.Background(), s)
+			if tc.ok != (err == nil) || err != nil && !errors.Is(err, ErrIDToken) {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+		})
 	}
 }
 
