@@ -15,27 +15,34 @@
 //
 // A KeySet is either a StaticKeySet (NewStaticKeySet, from a JWKS document)
 // or a RemoteKeySet (NewRemoteKeySet): the provider's jwks_uri, fetched
-// lazily by jwx's jwk.Cache, refreshed in the background, honouring the
-// provider's Cache-Control above a floor. Verification reads an atomic
-// snapshot of the last good key set, so it never waits on the network once
-// keys are known, and a provider outage keeps the old keys working. On-demand
-// fetches (first use, unknown kid) are shared by concurrent callers and
-// rate-limited, so a flood of tokens with random kids cannot hammer the
-// provider. Keys without an alg are usable, but only for algorithms that fit
+// lazily by jwx's jwk.Cache and refreshed in the background at a fixed
+// interval (a provider's long max-age is not honoured, so a withdrawn key
+// goes). Verification reads an atomic snapshot of the last good key set, so
+// it never waits on the network once keys are known, and a provider outage
+// keeps the old keys working. On-demand fetches are shared by concurrent
+// callers; the first one for an unknown kid after a fetch that succeeded on
+// its own runs at once, repeated ones are rate-limited, so a flood of
+// tokens with random kids cannot hammer the provider. Keys jwx cannot parse
+// (an unknown kty) are left out of the document and logged once (RFC 7517
+// §5). Keys without an alg are usable, but only for algorithms that fit
 // their key type and curve; RSA keys shorter than 2048 bits, symmetric keys
-// and encryption keys are ignored.
+// and encryption keys are ignored, and a token without kid needs exactly
+// one fitting key. Err and Probe tell whether the provider can be reached
+// now. RemoteKeySets hands out one RemoteKeySet per URL to share.
 //
 // With Config.CacheSize, a Verifier remembers verified tokens in a bounded
 // LRU (hashicorp/golang-lru, no background goroutine) keyed by the token's
-// SHA-256; an entry is never served at or after the token's exp, and only
-// valid tokens are cached. Stats counts verifications by outcome and cache
+// SHA-256; an entry is never served at or after the token's exp, nor after
+// the key set changed, and only valid tokens are cached. Stats counts verifications by outcome and cache
 // use.
 //
 // BearerToken reads a token from an `Authorization: Bearer` header only
-// (RFC 6750 §2.1), refusing malformed headers (ErrMalformedAuthorization)
-// and oversized ones before any parsing.
+// (RFC 6750 §2.1), refusing malformed headers — any form but the canonical
+// one that names Bearer (ErrMalformedAuthorization) — and oversized ones
+// before any parsing.
 //
 // Claims exposes the registered and OpenID Connect claims and the scopes of
 // access tokens (`scope` or `scp`); Map returns all of them for claim
-// mapping.
+// mapping. ClaimsOfVerified decodes a token verified before and kept
+// sealed since (a session's ID token), without checking it again.
 package verify
