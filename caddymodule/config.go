@@ -114,6 +114,7 @@ func (g *Gatehouse) parse() {
 	g.sameSite = sameSites[g.CookieSameSite]
 	g.callbackPath = g.PathPrefix + "/callback"
 	g.signOutPath = g.PathPrefix + "/sign_out"
+	g.userinfoPath = g.PathPrefix + "/userinfo"
 	g.trusted, _ = flow.NewHostPatterns(g.TrustedRedirectHosts) // checked by Validate
 	g.public = publicPaths{slices.Clone(g.PublicPaths)}
 	g.rules = newRules(g.AllowEmails, g.AllowDomains, g.AllowGroups, g.AllowClaims)

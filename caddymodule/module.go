@@ -30,7 +30,7 @@ type Gatehouse struct {
 	ProviderConfig
 
 	// PathPrefix is where gatehouse's own endpoints live: PathPrefix +
-	// "/callback", PathPrefix + "/sign_out". Default: "/oauth2".
+	// "/callback", "/sign_out" and "/userinfo". Default: "/oauth2".
 	PathPrefix string `json:"path_prefix,omitempty"`
 
 	// CookieSecrets seal the session and login cookies: at least 32 bytes
@@ -123,6 +123,7 @@ type Gatehouse struct {
 	claimsNeeded    []string        // claims this block maps (header) or checks (allow_claim)
 	callbackPath    string
 	signOutPath     string
+	userinfoPath    string
 
 	// Built at provisioning.
 	idp      *provider

@@ -40,15 +40,20 @@ func fail(w http.ResponseWriter, r *http.Request, p problem, cause error) error 
 		_, _ = w.Write([]byte(htmlPage(p)))
 		return nil
 	}
+	writeProblemJSON(w, p.status, p.code, p.message)
+	return nil
+}
+
+// writeProblemJSON answers {"error": code, "message": message}.
+func writeProblemJSON(w http.ResponseWriter, status int, code, message string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(p.status)
+	w.WriteHeader(status)
 	body, _ := json.Marshal(struct {
 		Error   string `json:"error"`
 		Message string `json:"message"`
-	}{p.code, p.message}) // json, not strconv.Quote: an e-mail's odd runes stay valid JSON (SA2-33)
+	}{code, message}) // json, not strconv.Quote: an e-mail's odd runes stay valid JSON (SA2-33)
 	_, _ = w.Write(append(body, '\n'))
-	return nil
 }
 
 func htmlPage(p problem) string {

@@ -20,7 +20,7 @@ import (
 //  1. stripRequest: the identity headers a client sent are deleted, on
 //     every request, whatever happens next;
 //  2. endpoint: gatehouse's own endpoints under path_prefix (callback,
-//     sign-out) answer the request themselves;
+//     sign-out, userinfo) answer the request themselves;
 //  3. authenticate: a bearer token, or else the session, says who it is;
 //  4. authorize: the allow_* rules decide whether that user may pass;
 //  5. respond: pass with the identity; or refuse (401, 403, 503), start a
@@ -60,6 +60,11 @@ func (g *Gatehouse) endpoint(path string) func(http.ResponseWriter, *http.Reques
 			return serveNoLogins
 		}
 		return g.serveSignOut
+	case g.userinfoPath:
+		if g.mode == modeAPI {
+			return serveNoLogins
+		}
+		return g.serveUserinfo
 	}
 	return nil
 }
