@@ -36,6 +36,7 @@ func init() {
 //		cookie_samesite        lax|strict|none
 //		cookie_insecure
 //		session_lifetime       <duration>
+//		session_idle_timeout   <duration>
 //		session_cache_size     <entries>
 //		user_claim             <claim>
 //		email_claim            <claim>
@@ -121,6 +122,8 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = flagArg(d, &g.CookieInsecure)
 		case "session_lifetime":
 			err = durationArg(d, "", &g.SessionLifetime)
+		case "session_idle_timeout":
+			err = durationArg(d, "", &g.SessionIdleTimeout)
 		case "session_cache_size":
 			err = intArg(d, "", &g.SessionCacheSize)
 		case "user_claim":

@@ -51,6 +51,10 @@ type Gatehouse struct {
 	// SessionLifetime is the absolute session lifetime since login.
 	// Default: 168h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+	// SessionIdleTimeout ends a session not used for this long: navigations
+	// log in again, API calls get 401. Use is recorded in the cookie at most
+	// every tenth of it. Default: 0 (off).
+	SessionIdleTimeout caddy.Duration `json:"session_idle_timeout,omitempty"`
 	// SessionCacheSize bounds the decoded-session cache (entries of a few
 	// KB each); 0 selects 4096, -1 turns it off.
 	SessionCacheSize int `json:"session_cache_size,omitempty"`
@@ -281,16 +285,18 @@ func (g *Gatehouse) provisionSessions() error {
 	}
 	var err error
 	g.sessions, err = session.New(session.Options{
-		Name:      g.CookieName,
-		Domain:    g.CookieDomain,
-		SameSite:  g.sameSite,
-		Insecure:  g.CookieInsecure,
-		Lifetime:  time.Duration(g.SessionLifetime),
-		Secrets:   secrets,
-		Now:       g.now,
-		CacheSize: g.SessionCacheSize,
-		Binding:   g.ProviderConfig.binding(),
-		Store:     g.group.store,
+		Name:     g.CookieName,
+		Domain:   g.CookieDomain,
+		SameSite: g.sameSite,
+		Insecure: g.CookieInsecure,
+		Lifetime: time.Duration(g.SessionLifetime),
+		Secrets:  secrets,
+
+		IdleTimeout: time.Duration(g.SessionIdleTimeout),
+		Now:         g.now,
+		CacheSize:   g.SessionCacheSize,
+		Binding:     g.ProviderConfig.binding(),
+		Store:       g.group.store,
 	})
 	if err != nil {
 		return fmt.Errorf("gatehouse: cookies: %w", err)

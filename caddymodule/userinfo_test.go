@@ -65,3 +65,51 @@ func TestUserinfoEndpoint(t *testing.T) {
 		t.Fatalf("bearer only: %d", resp.StatusCode)
 	}
 }
+
+// TestIdleTimeoutThroughHandler (issue 11, session_idle_timeout): a
+// session unused for the timeout counts as none — a navigation logs in
+// again, an API call gets 401 — while use within it keeps the session,
+// recorded in a re-issued cookie only now and then.
+func TestIdleTimeoutThroughHandler(t *testing.T) {
+	idp := newIDP(t)
+	clock := &testClock{t: epochNow()}
+	g := newHandler(t, idp.Issuer(), func(g *Gatehouse) {
+		g.now = clock.now
+		g.SessionIdleTimeout = caddyDuration(30 * time.Minute)
+	})
+	sess := aliceSession()
+	sess.Created = clock.now().Unix()
+	cookies := sessionCookies(t, g, sess)
+	visit := func(api bool) (*http.Response, bool) {
+		r := navigation("GET", "/page")
+		if api {
+			r = apiRequest()
+		}
+		for _, c := range cookies {
+			r.AddCookie(c)
+		}
+		resp, up, _ := serve(t, g, r)
+		return resp, up.called
+	}
+	clock.advance(2 * time.Minute)
+	if resp, ok := visit(false); !ok || len(resp.Cookies()) != 0 {
+		t.Fatalf("2 minutes in: passed %v, cookies %v (use is not recorded on every request)", ok, resp.Cookies())
+	}
+	clock.advance(2 * time.Minute)
+	resp, ok := visit(false)
+	if !ok || len(resp.Cookies()) == 0 {
+		t.Fatalf("4 minutes in: passed %v, the use was not recorded", ok)
+	}
+	cookies = resp.Cookies()
+	clock.advance(29 * time.Minute)
+	if _, ok := visit(false); !ok {
+		t.Fatal("29 minutes after the recorded use, the session was gone")
+	}
+	clock.advance(2 * time.Minute) // 31 minutes idle
+	if resp, ok := visit(true); ok || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("an idle session's API call: %d", resp.StatusCode)
+	}
+	if resp, ok := visit(false); ok || resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), idp.Issuer()) {
+		t.Fatalf("an idle session's navigation: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}

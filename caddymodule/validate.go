@@ -105,6 +105,9 @@ func (g *Gatehouse) validateSessions(bad badFunc, apiOnly bool) {
 	if g.SessionLifetime != 0 && time.Duration(g.SessionLifetime) < time.Minute {
 		bad("session_lifetime", "must be at least 1m")
 	}
+	if d := time.Duration(g.SessionIdleTimeout); d != 0 && (d < time.Minute || g.SessionLifetime != 0 && d >= time.Duration(g.SessionLifetime)) {
+		bad("session_idle_timeout", "must be at least 1m and shorter than session_lifetime")
+	}
 	if d := time.Duration(g.RefreshBefore); d < 0 || d > 24*time.Hour {
 		bad("refresh_before", "must be between 0 and 24h")
 	}

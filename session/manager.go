@@ -40,6 +40,11 @@ type Options struct {
 	Insecure bool
 	// Lifetime is the absolute session lifetime since login. Default 168h.
 	Lifetime time.Duration
+	// IdleTimeout ends a session not used for this long (ErrIdle). Use is
+	// recorded in the cookie: Load asks for a save (rotate) when the
+	// record is older than a tenth of the timeout, so a busy session costs
+	// a Set-Cookie now and then, not on every request. Default 0: off.
+	IdleTimeout time.Duration
 	// LoginTTL is how long a started login may take. Default 15m.
 	LoginTTL time.Duration
 	// Secrets are the cookie secrets (each ≥ 32 bytes); the first seals,
@@ -156,6 +161,13 @@ func (m *Manager) Load(r *http.Request) (sess *Session, rotate bool, err error) 
 	if revoked {
 		return nil, false, ErrRevoked
 	}
+	if idle := m.opts.IdleTimeout; idle > 0 {
+		since := m.opts.Now().Sub(time.Unix(max(sess.LastSeen, sess.Created), 0))
+		if since > idle {
+			return nil, false, ErrIdle
+		}
+		rotate = rotate || since > idle/10
+	}
 	return sess, rotate, nil
 }
 
@@ -218,12 +230,19 @@ func (e decoded) cost() int64 { return 2 * int64(len(e.sealed)) }
 
 // Save keeps sess in the Store and seals the value it returns into the
 // session cookie(s) on w, which live until the session's lifetime ends.
+// With an idle timeout it records now as the session's last use.
 // A session past its lifetime is ErrExpired; one too large for the
 // cookies, ErrTooLarge.
 func (m *Manager) Save(w http.ResponseWriter, r *http.Request, sess *Session) error {
-	maxAge := int(sess.ExpiresAt(m.opts.Lifetime).Sub(m.opts.Now()) / time.Second)
+	now := m.opts.Now()
+	maxAge := int(sess.ExpiresAt(m.opts.Lifetime).Sub(now) / time.Second)
 	if maxAge <= 0 {
 		return ErrExpired
+	}
+	if m.opts.IdleTimeout > 0 {
+		seen := *sess // the session may be shared (the decoded-session cache)
+		seen.LastSeen = now.Unix()
+		sess = &seen
 	}
 	value, err := m.store.Save(r.Context(), sess)
 	if err != nil {

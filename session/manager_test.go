@@ -570,3 +570,39 @@ func TestDecodedSessionCacheIsBoundedInBytes(t *testing.T) {
 		t.Fatalf("a session over an eighth of the budget was cached (%d entries before the purge)", before)
 	}
 }
+
+// TestIdleTimeout (issue 11): a session unused for longer than the idle
+// timeout is no session (ErrIdle); use is recorded in the cookie only now
+// and then — a save is asked for once the record is a tenth of the
+// timeout old, not on every request.
+func TestIdleTimeout(t *testing.T) {
+	c := &clock{epoch}
+	m, err := New(Options{Secrets: [][]byte{secretA}, Now: c.now, Lifetime: 24 * time.Hour, IdleTimeout: 30 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookies := save(t, m, request(nil), testSession(epoch))
+	load := func() (bool, error) {
+		_, rotate, err := m.Load(request(cookies))
+		return rotate, err
+	}
+	c.t = epoch.Add(2 * time.Minute)
+	if rotate, err := load(); err != nil || rotate {
+		t.Fatalf("2 minutes in: rotate %v, err %v (no cookie write yet)", rotate, err)
+	}
+	c.t = epoch.Add(4 * time.Minute)
+	rotate, err := load()
+	if err != nil || !rotate {
+		t.Fatalf("4 minutes in (past a tenth of 30m): rotate %v, err %v", rotate, err)
+	}
+	sess, _, _ := m.Load(request(cookies))
+	cookies = save(t, m, request(nil), sess) // what the caller does when asked
+	c.t = epoch.Add(33 * time.Minute)        // 29 minutes after that use
+	if _, err := load(); err != nil {
+		t.Fatalf("29 minutes after the recorded use: %v", err)
+	}
+	c.t = epoch.Add(35 * time.Minute) // 31 minutes after it
+	if _, err := load(); !errors.Is(err, ErrIdle) || !errors.Is(err, ErrNoSession) {
+		t.Fatalf("31 minutes idle: %v, want ErrIdle", err)
+	}
+}

@@ -21,6 +21,8 @@ var (
 	ErrTooLarge  = errors.New("session: sealed session exceeds the cookie size limit")
 	// ErrRevoked: the session was signed out (Manager.Revoke).
 	ErrRevoked = fmt.Errorf("%w: signed out", ErrNoSession)
+	// ErrIdle: the session was not used for longer than the idle timeout.
+	ErrIdle = fmt.Errorf("%w: idle too long", ErrNoSession)
 )
 
 // Session is what the gateway remembers about a signed-in user: who they
@@ -44,6 +46,10 @@ type Session struct {
 	// unknown, in sessions sealed before it was recorded). With AccessExpiry
 	// it gives the token's lifetime, which bounds how early it is refreshed.
 	AccessIssued int64 `json:"ai,omitempty"`
+	// LastSeen is when the session was last used, as recorded at most every
+	// tenth of the idle timeout (Unix seconds; 0: not recorded, only with an
+	// idle timeout). Sessions from before it count from Created.
+	LastSeen int64 `json:"ls,omitempty"`
 	// Created is when the user logged in (Unix seconds). The absolute session
 	// lifetime counts from here.
 	Created int64 `json:"t"`
