@@ -59,6 +59,7 @@ func init() {
 //			audience        <aud...>
 //			issuer          <url>
 //			jwks_uri        <url>
+//			jwks_file       <path>
 //			algorithms      <alg...>
 //			required_scopes <scope...>
 //			clock_skew      <duration>
@@ -191,6 +192,8 @@ func (b *BearerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &b.Issuer)
 		case "jwks_uri":
 			err = oneArg(d, &b.JWKSURI)
+		case "jwks_file":
+			err = oneArg(d, &b.JWKSFile)
 		case "algorithms":
 			err = someArgs(d, &b.Algorithms)
 		case "required_scopes":

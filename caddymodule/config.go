@@ -70,6 +70,7 @@ func (g *Gatehouse) resolvePlaceholders() error {
 		r.Many("bearer audience", b.Audiences)
 		r.One("bearer issuer", &b.Issuer)
 		r.One("bearer jwks_uri", &b.JWKSURI)
+		r.One("bearer jwks_file", &b.JWKSFile)
 		r.Many("bearer algorithms", b.Algorithms)
 		r.Many("bearer required_scopes", b.RequiredScopes)
 	}

@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -116,5 +118,29 @@ func TestUnverifiedEmailIsNotForwarded(t *testing.T) {
 	})
 	if resp, up, _ := serve(t, byEmail, apiRequest("Bearer "+keys.sign(map[string]any{"email": "ceo@corp.example", "email_verified": false}))); resp.StatusCode != http.StatusUnauthorized || up.called {
 		t.Errorf("user_claim email with an unverified e-mail: %d", resp.StatusCode)
+	}
+}
+
+// TestBearerJWKSFile (issue 13, bearer { jwks_file }): pinned keys from a
+// file verify tokens with nothing fetched — the provider need not be
+// reachable — and a token of another key is refused.
+func TestBearerJWKSFile(t *testing.T) {
+	keys := newKeyServer(t)
+	stranger := newKeyServer(t)
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(file, jwttest.JWKS(keys.key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := newHandler(t, closedURL(t), func(g *Gatehouse) {
+		g.Bearer = &BearerConfig{Audiences: []string{apiAudience}, Issuer: keys.URL, JWKSFile: file, Only: true}
+	})
+	keys.Close() // nothing may be fetched from it
+	if resp, up, _ := serve(t, g, apiRequest("Bearer "+keys.sign(nil))); resp.StatusCode != http.StatusOK || !up.called {
+		t.Fatalf("a token of the pinned key: %d", resp.StatusCode)
+	}
+	forged := stranger.key.Sign(map[string]any{"iss": keys.URL, "aud": apiAudience, "sub": "u1", "scope": "orders:read",
+		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()}, nil)
+	if resp, up, _ := serve(t, g, apiRequest("Bearer "+forged)); resp.StatusCode != http.StatusUnauthorized || up.called {
+		t.Fatalf("a token of another key: %d", resp.StatusCode)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/flow"
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/verify"
 )
 
 // Gatehouse is an OpenID Connect authentication gateway: it signs browser
@@ -162,6 +164,10 @@ type BearerConfig struct {
 	Only bool `json:"only,omitempty"`
 	// CacheSize bounds the verified-token cache (entries). Default: 10000.
 	CacheSize int `json:"cache_size,omitempty"`
+	// JWKSFile is a JWKS document on disk whose keys sign the tokens,
+	// instead of fetching any jwks_uri: pinned keys, or no network at all.
+	// Read when the config loads (reload Caddy after changing it).
+	JWKSFile string `json:"jwks_file,omitempty"`
 	// RequireAtJWT accepts only tokens whose header says typ at+jwt (RFC
 	// 9068). Default: false — any token that is not recognisably another
 	// kind (ID, logout, DPoP proof …) is taken as an access token.
@@ -254,7 +260,18 @@ func (g *Gatehouse) provisionBearer() error {
 	if g.Bearer == nil {
 		return nil
 	}
+	var keys verify.KeySet
+	if f := g.Bearer.JWKSFile; f != "" {
+		doc, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("gatehouse: bearer jwks_file: %w", err)
+		}
+		if keys, err = verify.NewStaticKeySet(doc); err != nil {
+			return fmt.Errorf("gatehouse: bearer jwks_file %s: %w", f, err)
+		}
+	}
 	b, err := flow.NewBearer(flow.BearerOptions{
+		Keys:           keys,
 		Provider:       g.idp.meta,
 		Audiences:      g.Bearer.Audiences,
 		Issuer:         g.Bearer.Issuer,

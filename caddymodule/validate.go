@@ -148,13 +148,16 @@ func (b *BearerConfig) validate(bad badFunc, issuer string) {
 		if err := flow.CheckEndpointURL(b.Issuer); err != nil {
 			bad("bearer issuer", "%v", err)
 		}
-		if b.Issuer != issuer && b.JWKSURI == "" {
-			bad("bearer jwks_uri", "is required when the bearer issuer is not the gateway's issuer")
+		if b.Issuer != issuer && b.JWKSURI == "" && b.JWKSFile == "" {
+			bad("bearer jwks_uri", "is required when the bearer issuer is not the gateway's issuer (or jwks_file)")
 		}
 	}
 	if b.JWKSURI != "" {
 		if err := flow.CheckEndpointURL(b.JWKSURI); err != nil {
 			bad("bearer jwks_uri", "%v", err)
+		}
+		if b.JWKSFile != "" {
+			bad("bearer jwks_file", "cannot be combined with jwks_uri")
 		}
 	}
 	for _, a := range b.Algorithms {

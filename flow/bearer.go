@@ -27,8 +27,11 @@ type BearerOptions struct {
 	// Issuer a token must name. Default: the provider's issuer.
 	Issuer string
 	// JWKSURI holds the signing keys. Default: the provider's jwks_uri;
-	// required when Issuer is not the provider's.
+	// required when Issuer is not the provider's (unless Keys is set).
 	JWKSURI string
+	// Keys are fixed signing keys (a pinned JWKS file), used instead of
+	// any jwks_uri: nothing is fetched. Default: none.
+	Keys verify.KeySet
 	// Algorithms allowed (asymmetric only). Default: what the provider's
 	// discovery advertises, intersected with verify.AsymmetricAlgorithms.
 	Algorithms []string
@@ -90,8 +93,11 @@ func NewBearer(opts BearerOptions) (*Bearer, error) {
 	if err := CheckEndpointURL(opts.Issuer); err != nil {
 		return nil, fmt.Errorf("flow: bearer: issuer: %w", err)
 	}
-	if opts.Issuer != opts.Provider.Issuer() && opts.JWKSURI == "" {
+	if opts.Issuer != opts.Provider.Issuer() && opts.JWKSURI == "" && opts.Keys == nil {
 		return nil, errors.New("flow: bearer: a jwks_uri is required for an issuer other than the provider's")
+	}
+	if opts.JWKSURI != "" && opts.Keys != nil {
+		return nil, errors.New("flow: bearer: a jwks_uri and fixed keys exclude each other")
 	}
 	if opts.JWKSURI != "" {
 		if err := CheckEndpointURL(opts.JWKSURI); err != nil {
@@ -205,21 +211,9 @@ func (b *Bearer) Stats() verify.Stats {
 // build makes the verifier from the options and, for what they leave
 // out, the provider's metadata.
 func (b *Bearer) build(ctx context.Context) (*verify.Verifier, error) {
-	p := b.opts.Provider
-	jwksURI, algs := b.opts.JWKSURI, b.opts.Algorithms
-	if jwksURI == "" || len(algs) == 0 {
-		meta, err := p.Metadata(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if jwksURI == "" {
-			jwksURI = meta.Endpoints.JWKS
-		}
-		algs = signingAlgorithms(algs, meta)
-	}
-	ks, err := p.KeySet(jwksURI)
+	ks, algs, err := b.keys(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
+		return nil, err
 	}
 	return verify.New(verify.Config{
 		Issuer:     b.opts.Issuer,
@@ -230,4 +224,36 @@ func (b *Bearer) build(ctx context.Context) (*verify.Verifier, error) {
 		Now:        b.opts.Now,
 		CacheSize:  max(b.opts.CacheSize, 0),
 	})
+}
+
+// keys returns the configured key set (Keys), or the provider's set for
+// the configured jwks_uri or, by default, the discovered one, and the
+// algorithms: configured, else what discovery advertises, else (fixed keys
+// without discovery) every asymmetric algorithm — each usable only with
+// keys of its type.
+func (b *Bearer) keys(ctx context.Context) (verify.KeySet, []string, error) {
+	algs := b.opts.Algorithms
+	if b.opts.Keys != nil {
+		if len(algs) == 0 {
+			algs = verify.AsymmetricAlgorithms
+		}
+		return b.opts.Keys, algs, nil
+	}
+	p := b.opts.Provider
+	jwksURI := b.opts.JWKSURI
+	if jwksURI == "" || len(algs) == 0 {
+		meta, err := p.Metadata(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if jwksURI == "" {
+			jwksURI = meta.Endpoints.JWKS
+		}
+		algs = signingAlgorithms(algs, meta)
+	}
+	ks, err := p.KeySet(jwksURI)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
+	}
+	return ks, algs, nil
 }
