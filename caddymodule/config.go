@@ -66,15 +66,20 @@ func (g *Gatehouse) resolvePlaceholders() error {
 		r.One("header", &claim)
 		g.Headers[name] = claim
 	}
-	if b := g.Bearer; b != nil {
-		r.Many("bearer audience", b.Audiences)
-		r.One("bearer issuer", &b.Issuer)
-		r.One("bearer jwks_uri", &b.JWKSURI)
-		r.One("bearer jwks_file", &b.JWKSFile)
-		r.Many("bearer algorithms", b.Algorithms)
-		r.Many("bearer required_scopes", b.RequiredScopes)
+	if g.Bearer != nil {
+		g.Bearer.resolve(r)
 	}
 	return r.Err()
+}
+
+// resolve replaces placeholders in the bearer block's values.
+func (b *BearerConfig) resolve(r *placeholder.Resolver) {
+	for _, f := range []stringField{{"bearer issuer", &b.Issuer}, {"bearer jwks_uri", &b.JWKSURI}, {"bearer jwks_file", &b.JWKSFile}} {
+		r.One(f.name, f.value)
+	}
+	r.Many("bearer audience", b.Audiences)
+	r.Many("bearer algorithms", b.Algorithms)
+	r.Many("bearer required_scopes", b.RequiredScopes)
 }
 
 // applyDefaults fills the documented defaults, so JSON and Caddyfile
