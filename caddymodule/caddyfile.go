@@ -38,6 +38,18 @@ func init() {
 //		session_lifetime       <duration>
 //		session_idle_timeout   <duration>
 //		session_cache_size     <entries>
+//		store redis {
+//			address         <host:port|redis://…|rediss://…>
+//			username        <user>
+//			password        <password>
+//			database        <n>
+//			tls
+//			tls_server_name <name>
+//			tls_ca_file     <path>
+//			key_prefix      <prefix>
+//			dial_timeout    <duration>
+//			timeout         <duration>
+//		}
 //		user_claim             <claim>
 //		email_claim            <claim>
 //		groups_claim           <claim>
@@ -175,6 +187,9 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			g.Bearer = new(BearerConfig)
 			return true, g.Bearer.unmarshalCaddyfile(d)
+		case "store":
+			g.Store = new(StoreConfig)
+			return true, g.Store.unmarshalCaddyfile(d)
 		default:
 			err = d.Errf("gatehouse: unrecognized subdirective %q", sub)
 		}

@@ -69,6 +69,9 @@ func (g *Gatehouse) resolvePlaceholders() error {
 	if g.Bearer != nil {
 		g.Bearer.resolve(r)
 	}
+	if g.Store != nil {
+		g.Store.resolve(r)
+	}
 	return r.Err()
 }
 
@@ -121,6 +124,7 @@ func (g *Gatehouse) parse() {
 	g.callbackPath = g.PathPrefix + "/callback"
 	g.signOutPath = g.PathPrefix + "/sign_out"
 	g.userinfoPath = g.PathPrefix + "/userinfo"
+	g.backchannelPath = g.PathPrefix + "/backchannel_logout"
 	g.trusted, _ = flow.NewHostPatterns(g.TrustedRedirectHosts) // checked by Validate
 	g.public = publicPaths{slices.Clone(g.PublicPaths)}
 	g.rules = newRules(g.AllowEmails, g.AllowDomains, g.AllowGroups, g.AllowClaims)

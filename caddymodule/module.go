@@ -32,7 +32,8 @@ type Gatehouse struct {
 	ProviderConfig
 
 	// PathPrefix is where gatehouse's own endpoints live: PathPrefix +
-	// "/callback", "/sign_out" and "/userinfo". Default: "/oauth2".
+	// "/callback", "/sign_out", "/userinfo" and "/backchannel_logout".
+	// Default: "/oauth2".
 	PathPrefix string `json:"path_prefix,omitempty"`
 
 	// CookieSecrets seal the session and login cookies: at least 32 bytes
@@ -57,6 +58,9 @@ type Gatehouse struct {
 	// log in again, API calls get 401. Use is recorded in the cookie at most
 	// every tenth of it. Default: 0 (off).
 	SessionIdleTimeout caddy.Duration `json:"session_idle_timeout,omitempty"`
+	// Store keeps sessions elsewhere than in the cookie: `store redis`
+	// shares them between instances. Default: in the cookie.
+	Store *StoreConfig `json:"store,omitempty"`
 	// SessionCacheSize bounds the decoded-session cache (entries of a few
 	// KB each); 0 selects 4096, -1 turns it off.
 	SessionCacheSize int `json:"session_cache_size,omitempty"`
@@ -130,6 +134,7 @@ type Gatehouse struct {
 	callbackPath    string
 	signOutPath     string
 	userinfoPath    string
+	backchannelPath string
 
 	// Built at provisioning.
 	idp      *provider
@@ -234,10 +239,14 @@ func (g *Gatehouse) provisionProvider(ctx caddy.Context) error {
 		return err
 	}
 	if g.mode == modeLogin {
-		g.groupKey = sessionGroupKey(&g.ProviderConfig, g.CookieName)
-		if g.group, err = takeSessionGroup(g.groupKey, g.now); err != nil {
+		g.groupKey = sessionGroupKey(&g.ProviderConfig, g.CookieName, g.Store)
+		var unreachable error
+		if g.group, unreachable, err = takeSessionGroup(g.groupKey, g.Store, g.ProviderConfig.binding(), g.now); err != nil {
 			g.groupKey = ""
 			return err
+		}
+		if unreachable != nil {
+			g.logger.Warn("the Redis session store cannot be reached yet: requests that need a session get 503 until it can", zap.Error(unreachable))
 		}
 		// Keep the claims this block maps or checks in every session of
 		// this login, whichever block finishes it.
@@ -247,7 +256,7 @@ func (g *Gatehouse) provisionProvider(ctx caddy.Context) error {
 		return errProvider(err)
 	}
 	if g.mode == modeLogin {
-		err = g.ProviderConfig.provisionClient(g.idp, g.group.refresh, time.Duration(g.RefreshBefore), g.now)
+		err = g.ProviderConfig.provisionClient(g.idp, g.group, time.Duration(g.RefreshBefore), g.now)
 		if err != nil {
 			return errProvider(err)
 		}

@@ -95,6 +95,11 @@ type (
 	endSessioner interface {
 		EndSessionURL(ctx context.Context, idToken, postLogoutRedirect string) (string, bool)
 	}
+	// logoutVerifier checks back-channel logout tokens (OpenID Connect
+	// Back-Channel Logout 1.0).
+	logoutVerifier interface {
+		VerifyLogoutToken(ctx context.Context, raw string) (*flow.LogoutToken, error)
+	}
 	// tokenValidator checks bearer access tokens (*flow.Bearer).
 	tokenValidator interface {
 		Verify(ctx context.Context, token string) (*verify.Claims, error)
@@ -104,8 +109,8 @@ type (
 
 // provider is a provisioned ProviderConfig: the provider's metadata and
 // keys, its capabilities, and the claims mapper of its identities. In
-// bearer { only } mode it has no client: login, refresh, revoke and
-// end-session are nil.
+// bearer { only } mode it has no client: login, refresh, revoke,
+// end-session and logout are nil.
 type provider struct {
 	meta       *flow.Provider
 	mapper     *identity.Mapper
@@ -113,6 +118,7 @@ type provider struct {
 	refresh    refresher
 	revoke     revoker
 	endSession endSessioner
+	logout     logoutVerifier
 }
 
 // provision builds the provider; ctx bounds its background work. keySet shares JWKS caches (shared.go);
@@ -146,7 +152,7 @@ func (pc *ProviderConfig) provision(ctx context.Context, logger *slog.Logger, ke
 
 // provisionClient adds the login client and what it brings (refresh,
 // revocation, end-session) to p.
-func (pc *ProviderConfig) provisionClient(p *provider, group *flow.RefreshGroup, refreshBefore time.Duration, now func() time.Time) error {
+func (pc *ProviderConfig) provisionClient(p *provider, group *sessionGroup, refreshBefore time.Duration, now func() time.Time) error {
 	client, err := flow.NewClient(flow.ClientOptions{
 		Provider:     p.meta,
 		ClientID:     pc.ClientID,
@@ -162,11 +168,11 @@ func (pc *ProviderConfig) provisionClient(p *provider, group *flow.RefreshGroup,
 	if err != nil {
 		return err
 	}
-	refresh, err := flow.NewRefresher(flow.RefresherOptions{Client: client, Before: refreshBefore, Now: now, Group: group})
+	refresh, err := flow.NewRefresher(flow.RefresherOptions{Client: client, Before: refreshBefore, Now: now, Group: group.refresh, Lease: group.lease})
 	if err != nil {
 		return err
 	}
-	p.login, p.refresh, p.revoke, p.endSession = client, refresh, client, client
+	p.login, p.refresh, p.revoke, p.endSession, p.logout = client, refresh, client, client, client
 	return nil
 }
 

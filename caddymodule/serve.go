@@ -20,7 +20,7 @@ import (
 //  1. stripRequest: the identity headers a client sent are deleted, on
 //     every request, whatever happens next;
 //  2. endpoint: gatehouse's own endpoints under path_prefix (callback,
-//     sign-out, userinfo) answer the request themselves;
+//     sign-out, userinfo, back-channel logout) answer the request themselves;
 //  3. authenticate: a bearer token, or else the session, says who it is;
 //  4. authorize: the allow_* rules decide whether that user may pass;
 //  5. respond: pass with the identity; or refuse (401, 403, 503), start a
@@ -65,6 +65,11 @@ func (g *Gatehouse) endpoint(path string) func(http.ResponseWriter, *http.Reques
 			return serveNoLogins
 		}
 		return g.serveUserinfo
+	case g.backchannelPath:
+		if g.mode == modeAPI {
+			return serveNoLogins
+		}
+		return g.serveBackchannelLogout
 	}
 	return nil
 }
@@ -82,7 +87,10 @@ var errNoCredentials = errors.New("gatehouse: no credentials")
 //   - errNoCredentials, or one wrapping session.ErrNoSession: nobody is
 //     signed in (answered per `unauthenticated`);
 //   - one wrapping flow.ErrProviderUnavailable: the session needs a
-//     refresh the provider cannot give now (503; the session is kept).
+//     refresh the provider cannot give now (503; the session is kept);
+//   - one wrapping session.ErrUnavailable: the session store (Redis)
+//     cannot be reached, so the session can be neither confirmed nor
+//     refused (503; the cookie is kept).
 func (g *Gatehouse) authenticate(w http.ResponseWriter, r *http.Request) (principal, error) {
 	if g.bearer != nil {
 		token, err := verify.BearerToken(r.Header)
@@ -108,9 +116,14 @@ func (g *Gatehouse) authenticate(w http.ResponseWriter, r *http.Request) (princi
 // were refreshed. A cookie that is unusable, signed out, or whose session
 // ended (refresh refused, tokens expired) is expired and the error wraps
 // session.ErrNoSession; flow.ErrProviderUnavailable means the session needs
-// a refresh the provider cannot give now.
+// a refresh the provider cannot give now; session.ErrUnavailable, that the
+// session store cannot be reached.
 func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*session.Session, error) {
 	sess, rotate, err := g.sessions.Load(r)
+	if errors.Is(err, session.ErrUnavailable) {
+		g.logger.Warn("the session store cannot be reached", zap.Error(err))
+		return nil, err
+	}
 	if err == nil {
 		var refreshed bool
 		var ferr error
@@ -124,6 +137,9 @@ func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*sessi
 			if c := g.logger.Check(zapcore.DebugLevel, "a session could not be refreshed: the provider is unavailable"); c != nil {
 				c.Write(zap.Error(ferr))
 			}
+			return nil, ferr
+		case errors.Is(ferr, session.ErrUnavailable):
+			g.logger.Warn("the session store cannot be reached", zap.Error(ferr))
 			return nil, ferr
 		default:
 			g.logger.Info("session ended", zap.Error(ferr))
@@ -171,6 +187,9 @@ func (g *Gatehouse) refuse(w http.ResponseWriter, r *http.Request, next caddyhtt
 			status: http.StatusServiceUnavailable, code: "provider_unavailable", title: "Temporarily unavailable",
 			message: "Your session needs to be renewed, but the identity provider cannot be reached right now. Please try again in a moment.",
 		}, err)
+	case errors.Is(err, session.ErrUnavailable):
+		w.Header().Set("Retry-After", "5")
+		return fail(w, r, storeUnavailable, err)
 	case g.unauthenticated == unauthAllow:
 		return g.pass(w, r, next, nil)
 	case g.mode == modeAPI:
@@ -185,6 +204,12 @@ func (g *Gatehouse) refuse(w http.ResponseWriter, r *http.Request, next caddyhtt
 		}, errors.New("gatehouse: no session"))
 	}
 	return g.startLogin(w, r)
+}
+
+// storeUnavailable: the session store (Redis) cannot be reached.
+var storeUnavailable = problem{
+	status: http.StatusServiceUnavailable, code: "session_store_unavailable", title: "Temporarily unavailable",
+	message: "Your session cannot be checked right now. Please try again in a moment.",
 }
 
 // forbidden answers an authenticated user the allow_* rules refuse: a

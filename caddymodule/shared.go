@@ -63,35 +63,48 @@ func (k *keyRegistry) Destruct() error {
 //     (`allow_claim`), kept in every session whichever block finishes
 //     the login;
 //   - store: where sessions live and are revoked (sign-out holds in every
-//     block at once).
+//     block at once), and, when it is shared with other instances (Redis),
+//     lease: the refreshes coordinated with them.
+//
+// A reload keeps the group, so it keeps the store's connections.
 type sessionGroup struct {
-	refresh *flow.RefreshGroup
-	claims  *identity.ClaimSet
-	store   session.Store
+	refresh    *flow.RefreshGroup
+	claims     *identity.ClaimSet
+	store      session.Store
+	lease      flow.RefreshLease // nil with cookie sessions
+	closeStore func()
 }
 
-// Destruct has nothing to stop: the group holds no goroutines.
-func (*sessionGroup) Destruct() error { return nil }
-
-// sessionGroupKey names the sessions of one login.
-func sessionGroupKey(pc *ProviderConfig, cookieName string) string {
-	return pc.binding() + "\x00" + cookieName
+// Destruct closes the store's connections.
+func (g *sessionGroup) Destruct() error {
+	g.closeStore()
+	return nil
 }
 
-// takeSessionGroup holds the group for key until releaseSessionGroup; now
-// is the clock of the store, if this call creates the group.
-func takeSessionGroup(key string, now func() time.Time) (*sessionGroup, error) {
+// sessionGroupKey names the sessions of one login and where they live.
+func sessionGroupKey(pc *ProviderConfig, cookieName string, store *StoreConfig) string {
+	return pc.binding() + "\x00" + cookieName + "\x00" + store.fingerprint()
+}
+
+// takeSessionGroup holds the group for key until releaseSessionGroup. If
+// this call creates it, it makes the store (binding keeps its keys apart,
+// now is its clock); unreachable reports a Redis that cannot be reached
+// yet.
+func takeSessionGroup(key string, store *StoreConfig, binding string, now func() time.Time) (g *sessionGroup, unreachable, err error) {
 	val, _, err := sessionGroups.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return &sessionGroup{
-			refresh: flow.NewRefreshGroup(),
-			claims:  &identity.ClaimSet{},
-			store:   session.NewCookieStore(session.CookieStoreOptions{Now: now}),
-		}, nil
+		st, closeStore, down, err := store.newStore(binding, now)
+		if err != nil {
+			return nil, err
+		}
+		unreachable = down
+		g := &sessionGroup{refresh: flow.NewRefreshGroup(), claims: &identity.ClaimSet{}, store: st, closeStore: closeStore}
+		g.lease, _ = st.(flow.RefreshLease)
+		return g, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return val.(*sessionGroup), nil
+	return val.(*sessionGroup), unreachable, nil
 }
 
 func releaseSessionGroup(key string) { _, _ = sessionGroups.Delete(key) }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/flow"
+	"github.com/gatehouse-auth/gatehouse/session"
 )
 
 // maxSignOutForm bounds the body of a POST to the sign-out endpoint.
@@ -46,11 +47,19 @@ func (g *Gatehouse) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	var idToken string
-	if sess, _, err := g.sessions.Load(r); err == nil {
+	sess, _, err := g.sessions.Load(r)
+	if err == nil {
+		err = g.sessions.Revoke(r.Context(), sess)
+	}
+	if errors.Is(err, session.ErrUnavailable) {
+		// The session could not be ended where it lives: keep the cookie,
+		// so that the user can sign out again, and say so.
+		g.logger.Warn("signing out failed: the session store cannot be reached", zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		return fail(w, r, storeUnavailable, err)
+	}
+	if err == nil {
 		idToken = sess.IDToken
-		if err := g.sessions.Revoke(r.Context(), sess); err != nil {
-			g.logger.Warn("revoking the session at sign-out failed", zap.Error(err))
-		}
 		if sess.RefreshToken != "" {
 			g.revokeAtProvider(sess.RefreshToken)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/flow"
+	"github.com/gatehouse-auth/gatehouse/session"
 )
 
 // userinfo is the body of path_prefix/userinfo: who is signed in, for a
@@ -62,6 +63,11 @@ func (g *Gatehouse) refuseUserinfo(w http.ResponseWriter, err error) error {
 		w.Header().Set("Retry-After", "5")
 		writeProblemJSON(w, http.StatusServiceUnavailable, "provider_unavailable",
 			"The session needs to be renewed, but the identity provider cannot be reached right now.")
+		return nil
+	}
+	if errors.Is(err, session.ErrUnavailable) {
+		w.Header().Set("Retry-After", "5")
+		writeProblemJSON(w, storeUnavailable.status, storeUnavailable.code, storeUnavailable.message)
 		return nil
 	}
 	writeProblemJSON(w, http.StatusUnauthorized, "unauthenticated", "Nobody is signed in.")

@@ -35,6 +35,12 @@ func (g *Gatehouse) Validate() error {
 	if g.Bearer != nil {
 		g.Bearer.validate(bad, g.Issuer)
 	}
+	if g.Store != nil {
+		g.Store.validate(bad)
+		if apiOnly {
+			bad("store", "bearer { only } keeps no sessions: remove the store")
+		}
+	}
 	return errors.Join(errs...)
 }
 

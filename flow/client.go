@@ -80,6 +80,7 @@ type Client struct {
 	opts     ClientOptions
 	p        *Provider
 	verifier lazyVerifier // for ID tokens
+	logout   lazyVerifier // for back-channel logout tokens (backchannel.go)
 }
 
 // NewClient checks opts and returns a Client. No network call is made here.

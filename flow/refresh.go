@@ -78,6 +78,22 @@ type TokenRefresher interface {
 	Refresh(ctx context.Context, s *session.Session) (*Result, error)
 }
 
+// RefreshLease coordinates the refreshes of one session across
+// instances: a shared session store (session.RedisStore) is one. The
+// instance that takes the lease refreshes and saves; the others wait for
+// the saved result and reuse it, so a rotating refresh token is spent once.
+type RefreshLease interface {
+	// TryLease takes s's refresh lease for at most ttl; ok is false when another instance holds it. release gives it up after a failed refresh (saving the session ends it too).
+	TryLease(ctx context.Context, s *session.Session, ttl time.Duration) (release func(), ok bool, err error)
+	// AwaitRefresh waits, at most wait, until the lease holder saved s with new tokens, and returns that session.
+	AwaitRefresh(ctx context.Context, s *session.Session, wait time.Duration) (*session.Session, error)
+}
+
+// refreshLeaseTTL bounds a refresh on one instance: longer than the
+// provider's token endpoint may take (the HTTP client's timeout), short
+// enough that an instance that died mid-refresh holds nobody up for long.
+const refreshLeaseTTL = 15 * time.Second
+
 // RefresherOptions configures a Refresher.
 type RefresherOptions struct {
 	// Client refreshes the tokens. Required.
@@ -90,6 +106,10 @@ type RefresherOptions struct {
 	// (several handlers sharing one cookie) must share one, or two of them
 	// may spend the same rotating refresh token. Default: a new one.
 	Group *RefreshGroup
+	// Lease coordinates refreshes with other instances, when sessions are
+	// shared between them (a shared store). Default nil: this process
+	// alone refreshes the sessions it serves.
+	Lease RefreshLease
 }
 
 // RefreshGroup is the state Refreshers of the same sessions share: the
@@ -149,7 +169,12 @@ func NewRefresher(opts RefresherOptions) (*Refresher, error) {
 //   - ErrRefreshRejected: the provider refused the refresh token — the
 //     session is over;
 //   - ErrProviderUnavailable: the tokens expired and the provider cannot
-//     be reached — the session is kept, but cannot be served now.
+//     be reached — the session is kept, but cannot be served now;
+//   - with a Lease, errors of the shared store (session.ErrUnavailable).
+//
+// With a Lease, the instance that takes it refreshes and returns updated
+// true (the caller's save ends the lease); the others wait for its result
+// and return it with updated false: it is saved already.
 //
 // While the access token is still valid, a provider that cannot be reached
 // does not end or block the session: it is served, and the refresh is
@@ -177,22 +202,58 @@ func (r *Refresher) Fresh(ctx context.Context, s *session.Session) (fresh *sessi
 	v, err, _ := r.g.flights.Do(key, func() (any, error) {
 		// Not bound to one request: a client that goes away must not
 		// cancel the refresh the others wait for.
-		res, err := r.opts.Client.Refresh(context.WithoutCancel(ctx), s)
+		ctx := context.WithoutCancel(ctx)
+		next, updated, err := r.refresh(ctx, s)
 		if err != nil {
 			return nil, err
 		}
-		next := Refreshed(s, res, r.opts.Now())
 		r.g.recent.Add(key, recentRefresh{sess: next, at: r.opts.Now()})
-		return next, nil
+		return flightResult{next, updated}, nil
 	})
 	switch {
 	case err == nil:
-		return v.(*session.Session), true, nil
+		res := v.(flightResult)
+		return res.sess, res.updated, nil
 	case errors.Is(err, ErrProviderUnavailable) && valid:
 		return s, false, nil
 	default:
 		return nil, false, err
 	}
+}
+
+type flightResult struct {
+	sess    *session.Session
+	updated bool
+}
+
+// refresh spends s's refresh token, or, when another instance holds the
+// session's lease, waits for its result (updated false: saved already).
+func (r *Refresher) refresh(ctx context.Context, s *session.Session) (next *session.Session, updated bool, err error) {
+	if r.opts.Lease != nil {
+		release, ok, err := r.opts.Lease.TryLease(ctx, s, refreshLeaseTTL)
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
+			next, err := r.opts.Lease.AwaitRefresh(ctx, s, refreshLeaseTTL)
+			if errors.Is(err, session.ErrLeaseLost) {
+				// The other instance's refresh failed: as if this one had
+				// not reached the provider; the next request tries again.
+				err = fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
+			}
+			return next, false, err
+		}
+		defer func() {
+			if err != nil {
+				release()
+			}
+		}()
+	}
+	res, err := r.opts.Client.Refresh(ctx, s)
+	if err != nil {
+		return nil, false, err
+	}
+	return Refreshed(s, res, r.opts.Now()), true, nil
 }
 
 // maxLeadFraction: a token is refreshed at most this fraction of its

@@ -77,16 +77,22 @@ type Options struct {
 type Manager struct {
 	*Cookies // also holds the Options, completed by New
 	store    Store
-	cache    *lru.Cache[uint64, decoded] // nil: no cache
-	cached   atomic.Int64                // bytes held by the cache (cost of its entries)
-	seed     maphash.Seed
+	// selfContained: the store keeps the whole session in the cookie
+	// (CookieStore), so a cached decode is the session. Other stores are
+	// asked on every request (they cache themselves, and see changes made
+	// by other instances); the cache then spares only the unsealing.
+	selfContained bool
+	cache         *lru.Cache[uint64, decoded] // nil: no cache
+	cached        atomic.Int64                // bytes held by the cache (cost of its entries)
+	seed          maphash.Seed
 }
 
 // decoded is a cached Load result. sealed is kept to compare in full: only
 // the very same cookie bytes hit, so a tampered cookie never does.
 type decoded struct {
 	sealed string
-	sess   *Session
+	value  []byte   // the unsealed cookie value, when the store is not self-contained
+	sess   *Session // the session, when it is
 	rotate bool
 	until  time.Time
 }
@@ -129,7 +135,8 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{Cookies: cookies, store: opts.Store}
+	_, selfContained := opts.Store.(*CookieStore)
+	m := &Manager{Cookies: cookies, store: opts.Store, selfContained: selfContained}
 	if opts.CacheSize > 0 {
 		m.cache, _ = lru.NewWithEvict(opts.CacheSize, func(_ uint64, e decoded) { m.cached.Add(-e.cost()) })
 		m.seed = maphash.MakeSeed()
@@ -140,7 +147,7 @@ func New(opts Options) (*Manager, error) {
 // Load returns the session r's cookie(s) carry. Any reason the cookies
 // are unusable is ErrNoSession (or an error wrapping it): ErrRevoked when
 // the session was revoked. Other errors come from a Store that could not
-// answer. rotate reports that the session was sealed with an older secret
+// answer (ErrUnavailable). rotate reports that the session was sealed with an older secret
 // and should be saved again. A cookie decoded before is answered from the
 // cache until the session's lifetime ends; the returned session may be
 // shared, so callers must not modify it.
@@ -154,7 +161,7 @@ func (m *Manager) Load(r *http.Request) (sess *Session, rotate bool, err error) 
 	if err != nil {
 		return nil, false, err
 	}
-	revoked, err := m.store.Revoked(r.Context(), sess.ID)
+	revoked, err := m.store.Revoked(r.Context(), sess)
 	if err != nil {
 		return nil, false, fmt.Errorf("session: checking revocation: %w", err)
 	}
@@ -185,10 +192,14 @@ func (m *Manager) decode(ctx context.Context, parts []string) (sess *Session, ro
 		}
 		key = h.Sum64()
 		if e, ok := m.cache.Get(key); ok && equalJoined(e.sealed, parts) {
-			if now.Before(e.until) {
+			if !now.Before(e.until) {
+				m.cache.Remove(key)
+			} else if e.sess != nil {
 				return e.sess, e.rotate, nil
+			} else {
+				sess, err := m.load(ctx, e.value, now)
+				return sess, e.rotate, err
 			}
-			m.cache.Remove(key)
 		}
 	}
 	sealed := joinChunks(parts)
@@ -196,16 +207,31 @@ func (m *Manager) decode(ctx context.Context, parts []string) (sess *Session, ro
 	if err != nil {
 		return nil, false, err
 	}
-	if sess, err = m.store.Load(ctx, value); err != nil {
-		return nil, false, err
-	}
-	if err := sess.CheckLifetime(now, m.opts.Lifetime); err != nil {
+	if sess, err = m.load(ctx, value, now); err != nil {
 		return nil, false, err
 	}
 	if m.cache != nil {
-		m.remember(key, decoded{sealed: sealed, sess: sess, rotate: rotate, until: sess.ExpiresAt(m.opts.Lifetime)})
+		e := decoded{sealed: sealed, rotate: rotate, until: sess.ExpiresAt(m.opts.Lifetime)}
+		if m.selfContained {
+			e.sess = sess
+		} else {
+			e.value = value
+		}
+		m.remember(key, e)
 	}
 	return sess, rotate, nil
+}
+
+// load asks the store for the session an unsealed cookie value names.
+func (m *Manager) load(ctx context.Context, value []byte, now time.Time) (*Session, error) {
+	sess, err := m.store.Load(ctx, value)
+	if err != nil {
+		return nil, err
+	}
+	if err := sess.CheckLifetime(now, m.opts.Lifetime); err != nil {
+		return nil, err
+	}
+	return sess, nil
 }
 
 // remember caches e under key, evicting the least recently used entries
@@ -226,7 +252,7 @@ func (m *Manager) remember(key uint64, e decoded) {
 
 // cost is what an entry holds in memory, roughly: the sealed value and
 // the decoded session, which is about as large.
-func (e decoded) cost() int64 { return 2 * int64(len(e.sealed)) }
+func (e decoded) cost() int64 { return 2*int64(len(e.sealed)) + int64(len(e.value)) }
 
 // Save keeps sess in the Store and seals the value it returns into the
 // session cookie(s) on w, which live until the session's lifetime ends.
@@ -244,7 +270,7 @@ func (m *Manager) Save(w http.ResponseWriter, r *http.Request, sess *Session) er
 		seen.LastSeen = now.Unix()
 		sess = &seen
 	}
-	value, err := m.store.Save(r.Context(), sess)
+	value, err := m.store.Save(r.Context(), sess, sess.ExpiresAt(m.opts.Lifetime))
 	if err != nil {
 		return err
 	}
@@ -256,4 +282,18 @@ func (m *Manager) Save(w http.ResponseWriter, r *http.Request, sess *Session) er
 // Revoke does not touch cookies: see ClearAll.
 func (m *Manager) Revoke(ctx context.Context, sess *Session) error {
 	return m.store.Revoke(ctx, sess.ID, sess.ExpiresAt(m.opts.Lifetime))
+}
+
+// EndProviderSession ends the sessions a provider logged out at `at`
+// (back-channel logout): those of provider session sid, or, when sid is
+// "", every session of subject — as far as the Store reaches. Load then
+// answers ErrRevoked (CookieStore) or ErrNoSession for them.
+func (m *Manager) EndProviderSession(ctx context.Context, sid, subject string, at time.Time) error {
+	return m.store.EndProviderSession(ctx, ProviderLogout{SID: sid, Subject: subject, At: at, Until: at.Add(m.opts.Lifetime)})
+}
+
+// FirstUse reports whether key was not used before, and records it until
+// until, as far as the Store reaches: a replay check.
+func (m *Manager) FirstUse(ctx context.Context, key string, until time.Time) (bool, error) {
+	return m.store.FirstUse(ctx, key, until)
 }

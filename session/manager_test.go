@@ -485,7 +485,7 @@ type mapStore struct {
 	fail     error // returned by Revoked when set
 }
 
-func (s *mapStore) Save(_ context.Context, sess *Session) ([]byte, error) {
+func (s *mapStore) Save(_ context.Context, sess *Session, _ time.Time) ([]byte, error) {
 	s.sessions[sess.ID] = sess
 	return []byte(sess.ID), nil
 }
@@ -502,7 +502,11 @@ func (s *mapStore) Revoke(_ context.Context, id string, _ time.Time) error {
 	return nil
 }
 
-func (s *mapStore) Revoked(context.Context, string) (bool, error) { return false, s.fail }
+func (s *mapStore) Revoked(context.Context, *Session) (bool, error) { return false, s.fail }
+
+func (s *mapStore) EndProviderSession(context.Context, ProviderLogout) error { return nil }
+
+func (s *mapStore) FirstUse(context.Context, string, time.Time) (bool, error) { return true, nil }
 
 func TestManagerWithAnotherStore(t *testing.T) {
 	c := &clock{epoch}

@@ -53,6 +53,11 @@ type Session struct {
 	// Created is when the user logged in (Unix seconds). The absolute session
 	// lifetime counts from here.
 	Created int64 `json:"t"`
+
+	// storeKey is the per-session key a RedisStore encrypts the session
+	// with. It comes from the cookie and is never stored with the session;
+	// copies of a loaded session (a refresh's) keep it.
+	storeKey []byte
 }
 
 // NewID returns a fresh random session ID.

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-auth/gatehouse/identity"
 )
 
 func TestCookieStoreRoundTrip(t *testing.T) {
@@ -14,7 +16,7 @@ func TestCookieStoreRoundTrip(t *testing.T) {
 	s := NewCookieStore(CookieStoreOptions{})
 	sess := testSession(epoch)
 	sess.Claims = map[string][]string{"k": {"v"}}
-	value, err := s.Save(ctx, sess)
+	value, err := s.Save(ctx, sess, epoch.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +37,7 @@ func TestCookieStoreRevoke(t *testing.T) {
 	s := NewCookieStore(CookieStoreOptions{Now: c.now})
 	revoked := func(id string) bool {
 		t.Helper()
-		ok, err := s.Revoked(ctx, id)
+		ok, err := s.Revoked(ctx, &Session{ID: id})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,10 +74,10 @@ func TestCookieStoreRevokedIsBounded(t *testing.T) {
 	if s.revoked.Len() != 8 {
 		t.Fatalf("%d entries in a denylist of 8", s.revoked.Len())
 	}
-	if ok, _ := s.Revoked(ctx, "49"); !ok {
+	if ok, _ := s.Revoked(ctx, &Session{ID: "49"}); !ok {
 		t.Fatal("the newest revocation was dropped")
 	}
-	if ok, _ := s.Revoked(ctx, "0"); ok {
+	if ok, _ := s.Revoked(ctx, &Session{ID: "0"}); ok {
 		t.Fatal("the oldest revocation was kept past the bound")
 	}
 
@@ -85,5 +87,64 @@ func TestCookieStoreRevokedIsBounded(t *testing.T) {
 	}
 	if d.revoked.Len() != DefaultMaxRevoked {
 		t.Fatalf("%d entries, want the default bound %d", d.revoked.Len(), DefaultMaxRevoked)
+	}
+}
+
+// TestCookieStoreProviderLogout: a back-channel logout ends, in this
+// process, the sessions of the provider session (or of the user) that
+// existed when it came, and no later one; the denylist forgets it once
+// every session it could name has ended.
+func TestCookieStoreProviderLogout(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{epoch}
+	s := NewCookieStore(CookieStoreOptions{Now: c.now})
+	sess := func(sub, sid string, created time.Time) *Session {
+		return &Session{ID: NewID(), Identity: identity.Identity{Subject: sub}, SID: sid, Created: created.Unix()}
+	}
+	revoked := func(x *Session) bool {
+		t.Helper()
+		ok, err := s.Revoked(ctx, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	a1, a2, b := sess("alice", "op-1", epoch), sess("alice", "op-2", epoch), sess("bob", "op-3", epoch)
+	if err := s.EndProviderSession(ctx, ProviderLogout{SID: "op-1", Subject: "alice", At: epoch, Until: epoch.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if !revoked(a1) || revoked(a2) || revoked(b) {
+		t.Fatal("a logout by sid ended the wrong sessions")
+	}
+	c.t = epoch.Add(time.Minute)
+	if err := s.EndProviderSession(ctx, ProviderLogout{Subject: "alice", At: c.t, Until: c.t.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	later := sess("alice", "op-4", c.t.Add(time.Second))
+	if !revoked(a2) || revoked(b) || revoked(later) {
+		t.Fatal("a logout by sub ended the wrong sessions")
+	}
+	// A session with the same sid but no such logout: a sid only counts for its own provider session.
+	if revoked(sess("carol", "", epoch)) {
+		t.Fatal("an empty sid matched")
+	}
+	c.t = epoch.Add(2 * time.Hour)
+	if revoked(a1) {
+		t.Fatal("the logout outlived its until")
+	}
+}
+
+func TestCookieStoreFirstUse(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{epoch}
+	s := NewCookieStore(CookieStoreOptions{Now: c.now})
+	for i, want := range []bool{true, false, false} {
+		if got, err := s.FirstUse(ctx, "jti-1", epoch.Add(time.Minute)); err != nil || got != want {
+			t.Fatalf("use %d: %v, %v", i, got, err)
+		}
+	}
+	c.t = epoch.Add(2 * time.Minute)
+	if got, _ := s.FirstUse(ctx, "jti-1", c.t.Add(time.Minute)); !got {
+		t.Fatal("a key past its until is still remembered")
 	}
 }

@@ -69,6 +69,10 @@ type Config struct {
 	// signature check. An entry is never served at or after the token's
 	// exp. Default 0: no cache.
 	CacheSize int
+	// OptionalExpiry accepts a token without `exp` (still refusing an
+	// expired one), as back-channel logout tokens may be. Such a token is
+	// never cached. Default false: exp is required.
+	OptionalExpiry bool
 }
 
 // Verifier checks signed JWTs (ID tokens and access tokens) against a
@@ -156,11 +160,12 @@ func (v *Verifier) Stats() Stats {
 
 // Verify checks token's size and form, its header algorithm against the
 // allow-list, its signature against the key set (refetching the keys once,
-// rate-limited, for an unknown key id), then `iss`, `aud`, `exp` (required),
-// `nbf` and `iat` with the clock skew. It returns the claims, or an error
-// wrapping ErrInvalidToken (or ErrKeysUnavailable). With a cache, a token
-// verified before is answered from it until its exp. The returned claims
-// may be shared: callers must not modify them.
+// rate-limited, for an unknown key id), then `iss`, `aud`, `exp` (required
+// unless Config.OptionalExpiry), `nbf` and `iat` with the clock skew. It
+// returns the claims, or an error wrapping ErrInvalidToken (or
+// ErrKeysUnavailable). With a cache, a token verified before is answered
+// from it until its exp. The returned claims may be shared: callers must
+// not modify them.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if len(token) > v.cfg.MaxTokenSize {
 		v.stats.invalid.Add(1)
@@ -238,9 +243,10 @@ func (v *Verifier) checkClaims(c *Claims) error {
 	}
 	now, skew := v.cfg.Now(), v.cfg.ClockSkew
 	if c.Expiry.IsZero() {
-		return ErrMissingExpiry
-	}
-	if !now.Before(c.Expiry.Add(skew)) {
+		if !v.cfg.OptionalExpiry {
+			return ErrMissingExpiry
+		}
+	} else if !now.Before(c.Expiry.Add(skew)) {
 		return ErrExpired
 	}
 	if !c.NotBefore.IsZero() && now.Add(skew).Before(c.NotBefore) {
