@@ -145,7 +145,8 @@ func (c *RedisConfig) clientOption() (rueidis.ClientOption, error) {
 	case strings.Contains(c.Address, "://"):
 		var err error
 		if opt, err = rueidis.ParseURL(c.Address); err != nil {
-			return opt, fmt.Errorf("address: %v", err)
+			// Not the error itself: it may quote the URL, password and all.
+			return opt, fmt.Errorf("address: not a redis://[user:password@]host:port[/db] or rediss:// URL")
 		}
 		if strings.HasPrefix(c.Address, "unix://") {
 			return opt, fmt.Errorf("address: unix sockets are not supported; use host:port")

@@ -180,3 +180,28 @@ func (p *Provider) MintAccessToken(sub string, audience []string, scopes []strin
 	return p.mintAccess(sub, p.users[sub], audience[0], append([]string(nil), audience...),
 		append([]string(nil), scopes...), p.now(), ttl)
 }
+
+// backchannelLogoutEvent is the events member of a logout token.
+const backchannelLogoutEvent = "http://schemas.openid.net/event/backchannel-logout"
+
+// MintLogoutToken signs a back-channel logout token (OpenID Connect
+// Back-Channel Logout 1.0 §2.4) for clientID, naming the provider
+// session sid and/or the subject sub, typ logout+jwt. Test helper:
+// devidp does not deliver logout tokens itself.
+func (p *Provider) MintLogoutToken(clientID, sub, sid string) (string, error) {
+	if clientID == "" || sub == "" && sid == "" {
+		return "", errors.New("devidp: mint: a client and a subject or session are required")
+	}
+	now := p.now()
+	claims := map[string]any{
+		"iss": p.issuer, "aud": clientID, "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(),
+		"jti": randomToken(16), "events": map[string]any{backchannelLogoutEvent: map[string]any{}},
+	}
+	if sub != "" {
+		claims["sub"] = sub
+	}
+	if sid != "" {
+		claims["sid"] = sid
+	}
+	return p.sign(claims, "logout+jwt")
+}
