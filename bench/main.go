@@ -40,6 +40,7 @@ import (
 
 	"github.com/gatehouse-auth/gatehouse/devidp"
 	"github.com/gatehouse-auth/gatehouse/internal/harness"
+	"github.com/gatehouse-auth/gatehouse/internal/testredis"
 )
 
 var (
@@ -68,11 +69,12 @@ func main() {
 }
 
 type env struct {
-	tmp               string
-	upstream          *httptest.Server
-	idp, idpES        *devidp.Provider
-	caddy             *exec.Cmd
-	bare, gate, gateE string // http://127.0.0.1:port
+	tmp                      string
+	upstream                 *httptest.Server
+	idp, idpES               *devidp.Provider
+	redis                    *testredis.Server
+	caddy                    *exec.Cmd
+	bare, gate, gateE, gateR string // http://127.0.0.1:port; gateR keeps sessions in Redis
 }
 
 func run() error {
@@ -93,14 +95,19 @@ func run() error {
 	if err := e.start(); err != nil {
 		return err
 	}
-	session1, err := e.login("alice")
+	session1, err := e.login(e.gate, "alice")
 	if err != nil {
 		return err
 	}
-	session3, err := e.login("big")
+	session3, err := e.login(e.gate, "big")
 	if err != nil {
 		return err
 	}
+	sessionR, err := e.login(e.gateR, "big")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Redis-store session cookie (big): %d bytes\n", len(sessionR))
 	fmt.Printf("session cookies: %d chunk(s) for alice, %d for big\n", strings.Count(session1, "_gatehouse"), strings.Count(session3, "_gatehouse"))
 	repeated, err := e.idp.MintAccessToken("alice", []string{audience}, nil, time.Hour)
 	if err != nil {
@@ -115,6 +122,7 @@ func run() error {
 	paths := []path{
 		{name: "session cookie, 1 chunk", target: 0.90, headers: map[string]string{"Cookie": session1}},
 		{name: "session cookie, 3 chunks", target: 0.85, headers: map[string]string{"Cookie": session3}},
+		{name: "session in Redis (store redis)", target: 0.90, headers: map[string]string{"Cookie": sessionR}, site: e.gateR},
 		{name: "bearer JWT, repeated (cache hit)", target: 0.90, headers: map[string]string{"Authorization": "Bearer " + repeated}},
 		{name: "bearer JWT, new each request (miss, RS256)", target: 0.50, tokens: missFile},
 		{name: "unauthenticated browser (302 + login cookie)", target: 1.0, headers: map[string]string{"Accept": "text/html"}, status: 302},
@@ -190,13 +198,17 @@ func (e *env) start() error {
 		return err
 	}
 
-	ports, err := harness.FreePorts(4)
+	if e.redis, err = testredis.StartProcess(filepath.Join(e.tmp, "redis")); err != nil {
+		return err
+	}
+	ports, err := harness.FreePorts(5)
 	if err != nil {
 		return err
 	}
 	e.bare = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	e.gate = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	e.gateE = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+	e.gateR = fmt.Sprintf("http://127.0.0.1:%d", ports[4])
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	upstream := strings.TrimPrefix(e.upstream.URL, "http://")
@@ -240,8 +252,23 @@ func (e *env) start() error {
 	}
 	reverse_proxy %s
 }
+%s {
+	bind 127.0.0.1
+	gatehouse {
+		issuer %s
+		client_id %s
+		client_secret %s
+		cookie_secret %s
+		cookie_insecure
+		store redis {
+			address %s
+		}
+	}
+	reverse_proxy %s
+}
 `, ports[3], e.bare, upstream, e.gate, e.idp.Issuer(), clientID, clientSecret, hex.EncodeToString(secret), audience, cacheSize, upstream,
-		e.gateE, e.idpES.Issuer(), audience, cacheSize, upstream)
+		e.gateE, e.idpES.Issuer(), audience, cacheSize, upstream,
+		e.gateR, e.idp.Issuer(), clientID, clientSecret, hex.EncodeToString(secret), e.redis.Addr(), upstream)
 	cf := filepath.Join(e.tmp, "Caddyfile")
 	if err := os.WriteFile(cf, []byte(caddyfile), 0o600); err != nil {
 		return err
@@ -252,7 +279,7 @@ func (e *env) start() error {
 	if err := e.caddy.Start(); err != nil {
 		return err
 	}
-	for _, site := range []string{e.bare, e.gate, e.gateE} {
+	for _, site := range []string{e.bare, e.gate, e.gateE, e.gateR} {
 		if err := waitUp(site); err != nil {
 			return fmt.Errorf("caddy did not start serving %s: %w", site, err)
 		}
@@ -267,6 +294,9 @@ func (e *env) stop() {
 	}
 	if e.upstream != nil {
 		e.upstream.Close()
+	}
+	if e.redis != nil {
+		e.redis.Stop()
 	}
 }
 
@@ -288,9 +318,9 @@ func startIDP(alg string, users []devidp.User) (*devidp.Provider, error) {
 	return p, nil
 }
 
-// login walks a real login as user and returns the Cookie header value
-// that carries the session.
-func (e *env) login(user string) (string, error) {
+// login walks a real login as user at the gatehouse site and returns the
+// Cookie header value that carries the session.
+func (e *env) login(site, user string) (string, error) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -305,7 +335,7 @@ func (e *env) login(user string) (string, error) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp, string(b), nil
 	}
-	resp, _, err := get(e.gate + "/")
+	resp, _, err := get(site + "/")
 	if err != nil {
 		return "", err
 	}
@@ -334,9 +364,9 @@ func (e *env) login(user string) (string, error) {
 	if resp.StatusCode != http.StatusFound {
 		return "", fmt.Errorf("login as %s: callback answered %d", user, resp.StatusCode)
 	}
-	site, _ := url.Parse(e.gate)
+	siteURL, _ := url.Parse(site)
 	var parts []string
-	for _, ck := range jar.Cookies(site) {
+	for _, ck := range jar.Cookies(siteURL) {
 		parts = append(parts, ck.Name+"="+ck.Value)
 	}
 	if len(parts) == 0 {
@@ -385,6 +415,7 @@ type path struct {
 	headers map[string]string
 	tokens  string // a file of tokens, one per request (Authorization: Bearer)
 	status  int    // expected status; default 200
+	site    string // the gatehouse site; default env.gate
 }
 
 type wrkResult struct {
@@ -413,7 +444,7 @@ func (e *env) measure(p path) (result, error) {
 	if err != nil {
 		return res, err
 	}
-	site := e.gate
+	site := cmp.Or(p.site, e.gate)
 	fmt.Printf("%-48s", p.name)
 	for range *rounds {
 		b, err := runWrk(e.bare+"/", script, p)

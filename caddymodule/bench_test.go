@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/gatehouse-auth/gatehouse/internal/testredis"
 )
 
 // benchServe runs r through g b.N times, restoring r's headers each time
@@ -58,9 +60,9 @@ func BenchmarkHandlerBearerCacheHit(b *testing.B) {
 	benchServe(b, g, r, http.StatusOK)
 }
 
-func benchSession(b *testing.B, extraClaim int) {
+func benchSession(b *testing.B, extraClaim int, mod func(*Gatehouse)) {
 	idp := newIDP(b)
-	g := newHandler(b, idp.Issuer(), nil)
+	g := newHandler(b, idp.Issuer(), mod)
 	sess := aliceSession()
 	if extraClaim > 0 {
 		sess.Claims = map[string][]string{"pad": {strings.Repeat("x", extraClaim)}}
@@ -76,8 +78,15 @@ func benchSession(b *testing.B, extraClaim int) {
 	benchServe(b, g, r, http.StatusOK)
 }
 
-func BenchmarkHandlerSession1Chunk(b *testing.B)  { benchSession(b, 0) }
-func BenchmarkHandlerSession3Chunks(b *testing.B) { benchSession(b, 5000) }
+func BenchmarkHandlerSession1Chunk(b *testing.B)  { benchSession(b, 0, nil) }
+func BenchmarkHandlerSession3Chunks(b *testing.B) { benchSession(b, 5000, nil) }
+
+// BenchmarkHandlerSessionRedis: the session in a real Redis, read through
+// the client-side cache.
+func BenchmarkHandlerSessionRedis(b *testing.B) {
+	srv := testredis.Start(b)
+	benchSession(b, 0, func(g *Gatehouse) { g.Store = &StoreConfig{Redis: &RedisConfig{Address: srv.Addr()}} })
+}
 
 func BenchmarkHandlerUnauthenticatedRedirect(b *testing.B) {
 	idp := newIDP(b)
