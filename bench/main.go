@@ -212,6 +212,16 @@ func (e *env) start() error {
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	upstream := strings.TrimPrefix(e.upstream.URL, "http://")
+	// site is a Caddyfile site block: gatehouse (when given) in front of the upstream.
+	site := func(addr, gatehouse string) string {
+		return fmt.Sprintf("%s {\n\tbind 127.0.0.1\n%s\treverse_proxy %s\n}\n", addr, gatehouse, upstream)
+	}
+	login := fmt.Sprintf(`		issuer %s
+		client_id %s
+		client_secret %s
+		cookie_secret %s
+		cookie_insecure
+`, e.idp.Issuer(), clientID, clientSecret, hex.EncodeToString(secret))
 	caddyfile := fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -221,54 +231,11 @@ func (e *env) start() error {
 		level WARN
 	}
 }
-%s {
-	bind 127.0.0.1
-	reverse_proxy %s
-}
-%s {
-	bind 127.0.0.1
-	gatehouse {
-		issuer %s
-		client_id %s
-		client_secret %s
-		cookie_secret %s
-		cookie_insecure
-		bearer {
-			audience %s
-			cache_size %d
-		}
-	}
-	reverse_proxy %s
-}
-%s {
-	bind 127.0.0.1
-	gatehouse {
-		issuer %s
-		bearer {
-			audience %s
-			cache_size %d
-			only
-		}
-	}
-	reverse_proxy %s
-}
-%s {
-	bind 127.0.0.1
-	gatehouse {
-		issuer %s
-		client_id %s
-		client_secret %s
-		cookie_secret %s
-		cookie_insecure
-		store redis {
-			address %s
-		}
-	}
-	reverse_proxy %s
-}
-`, ports[3], e.bare, upstream, e.gate, e.idp.Issuer(), clientID, clientSecret, hex.EncodeToString(secret), audience, cacheSize, upstream,
-		e.gateE, e.idpES.Issuer(), audience, cacheSize, upstream,
-		e.gateR, e.idp.Issuer(), clientID, clientSecret, hex.EncodeToString(secret), e.redis.Addr(), upstream)
+`, ports[3]) +
+		site(e.bare, "") +
+		site(e.gate, fmt.Sprintf("\tgatehouse {\n%s\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, audience, cacheSize)) +
+		site(e.gateE, fmt.Sprintf("\tgatehouse {\n\t\tissuer %s\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t\tonly\n\t\t}\n\t}\n", e.idpES.Issuer(), audience, cacheSize)) +
+		site(e.gateR, fmt.Sprintf("\tgatehouse {\n%s\t\tstore redis {\n\t\t\taddress %s\n\t\t}\n\t}\n", login, e.redis.Addr()))
 	cf := filepath.Join(e.tmp, "Caddyfile")
 	if err := os.WriteFile(cf, []byte(caddyfile), 0o600); err != nil {
 		return err

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -82,12 +81,8 @@ func (g *Gatehouse) serveBackchannelLogout(w http.ResponseWriter, r *http.Reques
 // writeLogoutError answers {"error": code, "error_description": description}
 // (Back-Channel Logout 1.0 §2.8).
 func writeLogoutError(w http.ResponseWriter, status int, code, description string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	body, _ := json.Marshal(struct {
+	writeJSON(w, status, struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description"`
 	}{code, description})
-	_, _ = w.Write(append(body, '\n'))
 }

@@ -46,14 +46,23 @@ func fail(w http.ResponseWriter, r *http.Request, p problem, cause error) error 
 
 // writeProblemJSON answers {"error": code, "message": message}.
 func writeProblemJSON(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{code, message})
+}
+
+// writeJSON answers body as JSON — json, not strconv.Quote: an e-mail's
+// odd runes stay valid JSON (SA2-33).
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	body, _ := json.Marshal(struct {
-		Error   string `json:"error"`
-		Message string `json:"message"`
-	}{code, message}) // json, not strconv.Quote: an e-mail's odd runes stay valid JSON (SA2-33)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(append(b, '\n'))
 }
 
 func htmlPage(p problem) string {

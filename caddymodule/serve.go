@@ -49,29 +49,23 @@ func (g *Gatehouse) endpoint(path string) func(http.ResponseWriter, *http.Reques
 	if !strings.HasPrefix(path, g.PathPrefix) {
 		return nil
 	}
+	var serve func(http.ResponseWriter, *http.Request) error
 	switch path {
 	case g.callbackPath:
-		if g.mode == modeAPI {
-			return serveNoLogins
-		}
-		return g.serveCallback
+		serve = g.serveCallback
 	case g.signOutPath:
-		if g.mode == modeAPI {
-			return serveNoLogins
-		}
-		return g.serveSignOut
+		serve = g.serveSignOut
 	case g.userinfoPath:
-		if g.mode == modeAPI {
-			return serveNoLogins
-		}
-		return g.serveUserinfo
+		serve = g.serveUserinfo
 	case g.backchannelPath:
-		if g.mode == modeAPI {
-			return serveNoLogins
-		}
-		return g.serveBackchannelLogout
+		serve = g.serveBackchannelLogout
+	default:
+		return nil
 	}
-	return nil
+	if g.mode == modeAPI {
+		return serveNoLogins // no sessions: none of them applies
+	}
+	return serve
 }
 
 // errNoCredentials: the request carries neither a bearer token nor (in

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -35,7 +34,8 @@ func (g *Gatehouse) serveUserinfo(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return g.refuseUserinfo(w, err)
 	}
-	body, err := json.Marshal(userinfo{
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, userinfo{
 		User:              sess.User,
 		Email:             sess.VerifiedEmail(),
 		PreferredUsername: sess.PreferredUsername,
@@ -43,14 +43,6 @@ func (g *Gatehouse) serveUserinfo(w http.ResponseWriter, r *http.Request) error 
 		Groups:            nonNil(sess.Groups),
 		ExpiresAt:         sess.ExpiresAt(time.Duration(g.SessionLifetime)).Unix(),
 	})
-	if err != nil {
-		return err
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	_, _ = w.Write(append(body, '\n'))
 	return nil
 }
 

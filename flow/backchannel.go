@@ -76,24 +76,7 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string) (*LogoutToke
 // provider's metadata is known: the ID-token verifier's settings (§2.6
 // validates both alike), except that exp is optional (§2.4).
 func (c *Client) logoutTokenVerifier(meta *Metadata) (*verify.Verifier, error) {
-	if v := c.logout.load(); v != nil {
-		return v, nil
-	}
-	return c.logout.build(func() (*verify.Verifier, error) {
-		ks, err := c.p.KeySet(meta.Endpoints.JWKS)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
-		}
-		return verify.New(verify.Config{
-			Issuer:         meta.Issuer,
-			Audiences:      []string{c.opts.ClientID},
-			Algorithms:     signingAlgorithms(c.opts.IDTokenAlgorithms, meta),
-			Keys:           ks,
-			ClockSkew:      c.opts.ClockSkew,
-			Now:            c.opts.Now,
-			OptionalExpiry: true,
-		})
-	})
+	return c.providerVerifier(&c.logout, meta, true)
 }
 
 // checkLogoutClaims applies §2.6's rules beyond the verifier's (signature,

@@ -163,21 +163,29 @@ func (c *Client) ready(ctx context.Context) (*Metadata, *verify.Verifier, error)
 // idTokenVerifier returns the ID-token verifier, built once the provider's
 // metadata is known.
 func (c *Client) idTokenVerifier(meta *Metadata) (*verify.Verifier, error) {
-	if v := c.verifier.load(); v != nil {
+	return c.providerVerifier(&c.verifier, meta, false)
+}
+
+// providerVerifier returns the verifier lv holds, building it once the
+// provider's metadata is known: tokens the provider signs for this client
+// (ID tokens; logout tokens, whose exp is optional).
+func (c *Client) providerVerifier(lv *lazyVerifier, meta *Metadata, optionalExpiry bool) (*verify.Verifier, error) {
+	if v := lv.load(); v != nil {
 		return v, nil
 	}
-	return c.verifier.build(func() (*verify.Verifier, error) {
+	return lv.build(func() (*verify.Verifier, error) {
 		ks, err := c.p.KeySet(meta.Endpoints.JWKS)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
 		}
 		return verify.New(verify.Config{
-			Issuer:     meta.Issuer,
-			Audiences:  []string{c.opts.ClientID},
-			Algorithms: signingAlgorithms(c.opts.IDTokenAlgorithms, meta),
-			Keys:       ks,
-			ClockSkew:  c.opts.ClockSkew,
-			Now:        c.opts.Now,
+			Issuer:         meta.Issuer,
+			Audiences:      []string{c.opts.ClientID},
+			Algorithms:     signingAlgorithms(c.opts.IDTokenAlgorithms, meta),
+			Keys:           ks,
+			ClockSkew:      c.opts.ClockSkew,
+			Now:            c.opts.Now,
+			OptionalExpiry: optionalExpiry,
 		})
 	})
 }
