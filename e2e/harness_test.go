@@ -51,6 +51,16 @@ type environment struct {
 	appShort          string // https://127.0.0.1:port, gatehouse with refresh tokens (30-second access tokens, refresh_before left at its 1m default)
 	api               string // https://127.0.0.1:port, gatehouse bearer only
 	upstream          *recorder
+	upstreamAddr      string // host:port of the upstream recorder
+	caddyBin          string // the cmd/caddy built for the run
+	cookieSecret      string // hex
+
+	// The scale-out scenario (scaleout_test.go): front is a site of this
+	// Caddy that round-robins over three more Caddy processes at
+	// scaleInstances, started by the first test that needs them.
+	front          string    // https://127.0.0.1:port
+	scaleInstances [3]string // https://127.0.0.1:port of gatehouse instances 1, 2, 3
+	scale          scaleOut
 
 	browser context.Context // the browser; tests open their own contexts in it
 }
@@ -89,13 +99,14 @@ func setUp() error {
 	env = &environment{root: root, tmp: tmp, upstream: &recorder{}}
 
 	caddyBin := filepath.Join(tmp, "caddy")
+	env.caddyBin = caddyBin
 	build := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
 	}
 
-	ports, err := harness.FreePorts(8)
+	ports, err := harness.FreePorts(12)
 	if err != nil {
 		return err
 	}
@@ -108,8 +119,13 @@ func setUp() error {
 	env.appShort = fmt.Sprintf("https://127.0.0.1:%d", port(5))
 	env.api = fmt.Sprintf("https://127.0.0.1:%d", port(6))
 	httpPort := port(7)
+	env.front = fmt.Sprintf("https://127.0.0.1:%d", port(8))
+	for i := range env.scaleInstances {
+		env.scaleInstances[i] = fmt.Sprintf("https://127.0.0.1:%d", port(9+i))
+	}
 
 	upstream := httptest.NewServer(env.upstream)
+	env.upstreamAddr = strings.TrimPrefix(upstream.URL, "http://")
 	for _, op := range []struct {
 		proc          **process
 		url, alg, app string
@@ -127,6 +143,7 @@ func setUp() error {
 
 	cookieSecret := make([]byte, 32)
 	rand.Read(cookieSecret)
+	env.cookieSecret = hex.EncodeToString(cookieSecret)
 	caddyfile := fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -216,8 +233,25 @@ func setUp() error {
 		reverse_proxy %[7]s
 	}
 }
+
+# The scale-out front: round-robin over three gatehouse instances (separate
+# Caddy processes), passing the Host header through unchanged.
+%[13]s {
+	bind 127.0.0.1
+	tls internal
+	reverse_proxy %[14]s {
+		lb_policy round_robin
+		# To an https upstream Caddy sends the upstream's address as Host
+		# unless told otherwise; the instances build their URLs from it.
+		header_up Host {hostport}
+		transport http {
+			tls_insecure_skip_verify
+		}
+	}
+}
 `, httpPort, filepath.Join(tmp, "caddy-data"), env.app, env.opURL, clientSecret, hex.EncodeToString(cookieSecret),
-		strings.TrimPrefix(upstream.URL, "http://"), env.appES, env.opESURL, env.api, env.appShort, env.opShortURL)
+		env.upstreamAddr, env.appES, env.opESURL, env.api, env.appShort, env.opShortURL,
+		env.front, strings.Join(env.scaleInstances[:], " "))
 	cfPath := filepath.Join(tmp, "Caddyfile")
 	if err := os.WriteFile(cfPath, []byte(caddyfile), 0o600); err != nil {
 		return err
@@ -226,7 +260,7 @@ func setUp() error {
 	if err != nil {
 		return err
 	}
-	for _, site := range []string{env.app, env.appES, env.appShort, env.api} {
+	for _, site := range []string{env.app, env.appES, env.appShort, env.api, env.front} {
 		if err := waitHTTPS(site, 30*time.Second); err != nil {
 			return fmt.Errorf("caddy did not serve %s: %v\n%s", site, err, env.caddy.tail())
 		}
@@ -258,6 +292,7 @@ func (e *environment) tearDown(failed bool) {
 	if e.browser != nil {
 		_ = chromedp.Cancel(e.browser)
 	}
+	e.scale.stop(failed)
 	for _, p := range []*process{e.caddy, e.op, e.opES, e.opShort} {
 		if p == nil {
 			continue
@@ -270,8 +305,8 @@ func (e *environment) tearDown(failed bool) {
 	os.RemoveAll(e.tmp)
 }
 
-func startProvider(root, tmp string, port int, issuer, alg, redirectURIs, logoutURIs, accessTTL string) (*process, error) {
-	p, err := startProcess(tmp, "oidc-provider "+issuer, "node", []string{"provider.mjs"}, []string{
+func startProvider(root, tmp string, port int, issuer, alg, redirectURIs, logoutURIs, accessTTL string, extraEnv ...string) (*process, error) {
+	p, err := startProcess(tmp, "oidc-provider "+issuer, "node", []string{"provider.mjs"}, append([]string{
 		"E2E_AT_TTL=" + accessTTL,
 		"E2E_ISSUER=" + issuer,
 		fmt.Sprintf("E2E_PORT=%d", port),
@@ -279,7 +314,7 @@ func startProvider(root, tmp string, port int, issuer, alg, redirectURIs, logout
 		"E2E_CLIENT_SECRET=" + clientSecret,
 		"E2E_REDIRECT_URIS=" + redirectURIs,
 		"E2E_LOGOUT_URIS=" + logoutURIs,
-	}, filepath.Join(root, "testdata/e2e"))
+	}, extraEnv...), filepath.Join(root, "testdata/e2e"))
 	if err != nil {
 		return nil, err
 	}
@@ -355,6 +390,19 @@ func (p *process) count(line string) int {
 		}
 	}
 	return n
+}
+
+// lines returns the output lines that start with prefix.
+func (p *process) lines(prefix string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, l := range p.out {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func (p *process) tail() string {

@@ -14,7 +14,7 @@ func realisticSession(extra int) *Session {
 	s.IDToken = strings.Repeat("i", 800)
 	s.RefreshToken = strings.Repeat("r", 200)
 	if extra > 0 {
-		s.Claims = map[string][]string{"pad": {strings.Repeat("p", extra)}}
+		s.Claims = map[string][]string{"pad": {noise(extra)}}
 	}
 	return s
 }

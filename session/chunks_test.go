@@ -35,7 +35,7 @@ func sessionOfSealedSize(t *testing.T, s *Manager, n int) (*Session, int) {
 	lo, hi := 0, n
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
-		sess.Claims = map[string][]string{"pad": {strings.Repeat("p", mid)}}
+		sess.Claims = map[string][]string{"pad": {noise(mid)}}
 		plain, _ := sess.marshal()
 		sealed, err := s.sessionCodec.Seal(s.opts.Name, plain)
 		if err != nil || len(sealed) > n {
@@ -44,7 +44,7 @@ func sessionOfSealedSize(t *testing.T, s *Manager, n int) (*Session, int) {
 			lo = mid
 		}
 	}
-	sess.Claims = map[string][]string{"pad": {strings.Repeat("p", lo)}}
+	sess.Claims = map[string][]string{"pad": {noise(lo)}}
 	plain, _ := sess.marshal()
 	sealed, _ := s.sessionCodec.Seal(s.opts.Name, plain)
 	return sess, len(sealed)
@@ -79,7 +79,7 @@ func TestChunkMissingOrReordered(t *testing.T) {
 	c := &clock{epoch}
 	s := newManager(t, c, secretA)
 	sess := testSession(epoch)
-	sess.Claims = map[string][]string{"big": {strings.Repeat("x", 5000)}}
+	sess.Claims = map[string][]string{"big": {noise(5000)}}
 	cookies := save(t, s, request(nil), sess)
 	if len(cookies) != 3 {
 		t.Fatalf("want 3 chunks, got %d", len(cookies))
@@ -135,7 +135,7 @@ func TestTooLarge(t *testing.T) {
 	c := &clock{epoch}
 	s := newManager(t, c, secretA)
 	sess := testSession(epoch)
-	sess.Claims = map[string][]string{"huge": {strings.Repeat("x", chunkSize*maxChunks)}}
+	sess.Claims = map[string][]string{"huge": {noise(chunkSize * maxChunks)}}
 	if err := s.Save(httptest.NewRecorder(), request(nil), sess); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("got %v, want ErrTooLarge", err)
 	}
@@ -168,7 +168,7 @@ func TestStrayChunkIgnored(t *testing.T) {
 		t.Fatalf("a stray chunk spoiled a one-chunk session: %v", err)
 	}
 	big := testSession(epoch)
-	big.Claims = map[string][]string{"big": {strings.Repeat("x", 5000)}}
+	big.Claims = map[string][]string{"big": {noise(5000)}}
 	three := save(t, s, request(nil), big)
 	if !strings.HasPrefix(three[0].Value, "3.") {
 		t.Fatalf("the first chunk does not say how many there are: %.10s", three[0].Value)

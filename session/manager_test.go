@@ -128,7 +128,7 @@ func TestLoadTampered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sess := testSession(epoch)
 			if tc.extra > 0 {
-				sess.Claims = map[string][]string{"big": {strings.Repeat("x", tc.extra)}}
+				sess.Claims = map[string][]string{"big": {noise(tc.extra)}}
 			}
 			cookies := save(t, s, request(nil), sess)
 			var joined string
@@ -552,7 +552,7 @@ func TestDecodedSessionCacheIsBoundedInBytes(t *testing.T) {
 	}
 	for i := range 50 {
 		sess := testSession(epoch)
-		sess.Claims = map[string][]string{"big": {strings.Repeat("x", 2000+i)}}
+		sess.Claims = map[string][]string{"big": {noise(2000 + i)}}
 		if _, _, err := m.Load(request(save(t, m, request(nil), sess))); err != nil {
 			t.Fatal(err)
 		}
@@ -564,7 +564,7 @@ func TestDecodedSessionCacheIsBoundedInBytes(t *testing.T) {
 		t.Fatalf("%d entries cached", m.cache.Len())
 	}
 	huge := testSession(epoch)
-	huge.Claims = map[string][]string{"big": {strings.Repeat("y", budget/8)}}
+	huge.Claims = map[string][]string{"big": {noise(budget / 8)}}
 	before := m.cache.Len()
 	m.cache.Purge()
 	if _, _, err := m.Load(request(save(t, m, request(nil), huge))); err != nil {

@@ -2,7 +2,6 @@ package session
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,17 +95,4 @@ func (s *Session) LogValue() slog.Value {
 func (s *Session) String() string {
 	return fmt.Sprintf("session{id:%s sub:%q access_token:%t refresh_token:%t}",
 		s.ID, s.Subject, s.AccessToken != "", s.RefreshToken != "")
-}
-
-func (s *Session) marshal() ([]byte, error) { return json.Marshal(s) }
-
-func unmarshalSession(b []byte) (*Session, error) {
-	var s Session
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, ErrInvalid
-	}
-	if s.ID == "" || s.Subject == "" {
-		return nil, ErrInvalid
-	}
-	return &s, nil
 }

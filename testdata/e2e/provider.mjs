@@ -10,11 +10,25 @@
 //   E2E_ALG             signing algorithm: RS256 (default) or ES256
 //   E2E_AT_TTL          access-token lifetime in seconds (default 3600)
 //   E2E_API_AUDIENCE    resource (audience) of JWT access tokens (default api://e2e)
+//   E2E_BACKCHANNEL_URI the clients' backchannel_logout_uri (OpenID Connect
+//                       Back-Channel Logout 1.0, with sid); none when empty
 //
 // Users: any login name works at the development login page; alice is in
-// groups admins and staff, everyone else in staff. The provider logs one
-// line per token-endpoint grant to stdout ("grant <type>"), which the suite
-// counts.
+// groups admins and staff, everyone else in staff. The provider logs lines
+// to stdout that the suite counts:
+//
+//   grant <type>                        a token-endpoint grant succeeded
+//   grant error <type> <error>          a token-endpoint grant was refused
+//   grant revoked                       a grant was revoked (logout, refresh-token reuse)
+//   backchannel success <client_id>     a back-channel logout was delivered
+//   backchannel error <client_id> <why> a back-channel logout failed
+//
+// A session ends at the provider with its end_session_endpoint
+// (/session/end): a GET shows a confirmation page whose button
+// name="logout" value="yes" posts the form (to /session/end/confirm); that
+// ends the provider's session, revokes its grants and, before redirecting,
+// delivers a back-channel logout to every client of the session that has a
+// backchannel_logout_uri.
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
 
@@ -31,6 +45,15 @@ const redirectURIs = env('E2E_REDIRECT_URIS', '').split(' ').filter(Boolean);
 const logoutURIs = env('E2E_LOGOUT_URIS', '').split(' ').filter(Boolean);
 const accessTTL = Number(env('E2E_AT_TTL', '3600'));
 const apiAudience = env('E2E_API_AUDIENCE', 'api://e2e');
+const backchannelURI = env('E2E_BACKCHANNEL_URI', '');
+
+if (backchannelURI) {
+  // Test only: the back-channel logout goes to gatehouse over https, and
+  // Caddy's `tls internal` certificates come from a CA of its own that this
+  // machine does not trust. Only a provider given a back-channel URI turns
+  // certificate checks off, and all it calls is that gatehouse on 127.0.0.1.
+  process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+}
 
 // A fresh signing key per run; no private key is committed.
 function signingKey() {
@@ -49,6 +72,10 @@ const client = (id, method) => ({
   grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
   response_types: ['code'],
   id_token_signed_response_alg: alg,
+  ...(backchannelURI ? {
+    backchannel_logout_uri: backchannelURI,
+    backchannel_logout_session_required: true,
+  } : {}),
 });
 
 const configuration = {
@@ -84,6 +111,7 @@ const configuration = {
   features: {
     devInteractions: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
@@ -118,11 +146,30 @@ const configuration = {
     Interaction: 3600,
   },
   rotateRefreshToken: true,
+  // oidc-provider refuses outgoing calls to special-use addresses (SSRF
+  // protection, by the dispatcher it passes in), loopback included; the
+  // test's gatehouse listens on 127.0.0.1 only, so the back-channel call
+  // goes without it. Nothing else is fetched by this provider.
+  ...(backchannelURI ? {
+    fetch: (url, { dispatcher: _ssrfGuard, ...options }) => globalThis.fetch(url, options),
+  } : {}),
 };
 
 const provider = new Provider(issuer, configuration);
 provider.on('grant.success', (ctx) => {
   console.log(`grant ${ctx.oidc.params.grant_type}`);
+});
+provider.on('grant.error', (ctx, err) => {
+  console.log(`grant error ${ctx.oidc.params?.grant_type} ${err.error ?? err.message}`);
+});
+provider.on('grant.revoked', () => {
+  console.log('grant revoked');
+});
+provider.on('backchannel.success', (_ctx, client) => {
+  console.log(`backchannel success ${client.clientId}`);
+});
+provider.on('backchannel.error', (_ctx, err, client) => {
+  console.log(`backchannel error ${client.clientId} ${err.message}${err.cause ? `: ${err.cause.message ?? err.cause}` : ''}`);
 });
 provider.on('server_error', (_ctx, err) => {
   console.error('server_error', err);
