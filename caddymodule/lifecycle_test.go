@@ -52,7 +52,7 @@ func TestRefreshThroughHandler(t *testing.T) {
 		t.Fatalf("%d refreshes, want 1", n)
 	}
 	after := a.session(t, b)
-	if after.RefreshToken == before.RefreshToken || after.AccessToken == before.AccessToken || after.AccessExpiry <= before.AccessExpiry {
+	if after.RefreshToken == before.RefreshToken || after.AccessIssued <= before.AccessIssued || after.AccessExpiry <= before.AccessExpiry {
 		t.Fatal("the rotated tokens were not stored in the cookie")
 	}
 	if after.ID != before.ID || after.Created != before.Created {
@@ -492,5 +492,33 @@ func TestSecretRotation(t *testing.T) {
 	}
 	if resp, up, _ := serve(t, current, r); up.called || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("cookie sealed with a removed secret: %d", resp.StatusCode)
+	}
+}
+
+// TestSessionKeepsAccessTokenOnlyWhenForwarded (issue 15): the cookie
+// carries the access token only when a block forwards it upstream; either
+// way the upstream gets what is configured, also after a refresh.
+func TestSessionKeepsAccessTokenOnlyWhenForwarded(t *testing.T) {
+	for _, forward := range []bool{false, true} {
+		idp := newIDP(t)
+		clock := &testClock{t: time.Now()}
+		a := newApp(t, offlineHandler(t, idp, clock, func(g *Gatehouse) { g.PassAccessToken = forward }))
+		b := a.login(t, "alice")
+		if got := a.session(t, b).AccessToken != ""; got != forward {
+			t.Fatalf("pass_access_token %v: the session keeps the access token: %v", forward, got)
+		}
+		clock.advance(devidp.DefaultAccessTokenTTL - 30*time.Second) // refreshed on the next request
+		if resp, body := b.get(a.URL + "/page"); resp.StatusCode != 200 || body != "hello alice" {
+			t.Fatalf("after the refresh: %d %q", resp.StatusCode, body)
+		}
+		if got := a.session(t, b).AccessToken != ""; got != forward {
+			t.Fatalf("pass_access_token %v: after a refresh the session keeps the access token: %v", forward, got)
+		}
+		a.mu.Lock()
+		last := a.seen[len(a.seen)-1]
+		a.mu.Unlock()
+		if got := last.Get("X-Forwarded-Access-Token") != ""; got != forward {
+			t.Fatalf("pass_access_token %v: the upstream got an access token: %v", forward, got)
+		}
 	}
 }

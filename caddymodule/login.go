@@ -65,7 +65,7 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return g.loginFailed(w, r, err)
 	}
-	if err := g.sessions.Save(w, r, sess); err != nil {
+	if err := g.sessions.Save(w, r, g.group.stored(sess)); err != nil {
 		return g.loginFailed(w, r, err)
 	}
 	g.logger.Info("login succeeded", zap.String("sub", sess.Subject), zap.String("user", sess.User), zap.String("email", sess.Email))

@@ -249,8 +249,12 @@ func (g *Gatehouse) provisionProvider(ctx caddy.Context) error {
 			g.logger.Warn("the Redis session store cannot be reached yet: requests that need a session get 503 until it can", zap.Error(unreachable))
 		}
 		// Keep the claims this block maps or checks in every session of
-		// this login, whichever block finishes it.
+		// this login, whichever block finishes it; and the access token if
+		// this block forwards it.
 		g.group.claims.Add(g.claimsNeeded...)
+		if g.forwardsAccessToken() {
+			g.group.forwarders.Add(1)
+		}
 	}
 	if g.idp, err = g.ProviderConfig.provision(ctx, ctx.Slogger(), g.keys.Get, g.claimSet(), g.now); err != nil {
 		return errProvider(err)
@@ -342,11 +346,17 @@ func (g *Gatehouse) Cleanup() error {
 	}
 	if g.group != nil {
 		g.group.claims.Remove(g.claimsNeeded...)
+		if g.forwardsAccessToken() {
+			g.group.forwarders.Add(-1)
+		}
 		releaseSessionGroup(g.groupKey)
 		g.group, g.groupKey = nil, ""
 	}
 	return nil
 }
+
+// forwardsAccessToken reports whether this block sends the access token upstream.
+func (g *Gatehouse) forwardsAccessToken() bool { return g.PassAccessToken || g.PassAuthorization }
 
 // Interface guards.
 var (

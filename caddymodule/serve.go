@@ -150,7 +150,7 @@ func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*sessi
 		return nil, err
 	}
 	if rotate {
-		if err := g.sessions.Save(w, r, sess); err != nil {
+		if err := g.sessions.Save(w, r, g.group.stored(sess)); err != nil {
 			g.logger.Warn("saving the session failed", zap.Error(err))
 		}
 	}

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -73,6 +74,21 @@ type sessionGroup struct {
 	store      session.Store
 	lease      flow.RefreshLease // nil with cookie sessions
 	closeStore func()
+	// forwarders counts the blocks that forward the access token upstream
+	// (pass_access_token, pass_authorization): only then do sessions keep it.
+	forwarders atomic.Int32
+}
+
+// stored is what of sess the store keeps: all of it but the access token
+// — a JWT of a kilobyte or more that a cookie would carry on every request
+// — unless a block of this login forwards it upstream.
+func (g *sessionGroup) stored(sess *session.Session) *session.Session {
+	if sess.AccessToken == "" || g.forwarders.Load() > 0 {
+		return sess
+	}
+	s := *sess
+	s.AccessToken = ""
+	return &s
 }
 
 // Destruct closes the store's connections.

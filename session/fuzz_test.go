@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -64,6 +65,45 @@ func FuzzCookieHeader(f *testing.F) {
 					t.Fatalf("StripCookies left %q in %q", name, line)
 				}
 			}
+		}
+	})
+}
+
+// FuzzUnmarshalSession feeds arbitrary bytes to the session decoder (what
+// a store hands it after unsealing): never a panic, never a huge
+// allocation, and whatever decodes encodes back to a session that decodes
+// the same.
+func FuzzUnmarshalSession(f *testing.F) {
+	s := testSession(epoch)
+	s.IDToken = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+	s.Claims = map[string][]string{"k": {"v1", "v2"}}
+	s.Groups = []string{"department-001-engineering", "department-002-engineering", "department-003-engineering", "department-004-engineering",
+		"department-005-engineering", "department-006-engineering", "department-007-engineering", "department-008-engineering", "department-009-engineering"}
+	for _, seed := range []*Session{testSession(epoch), s} {
+		b, err := seed.marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"id":"a","sub":"b","t":1}`))
+	f.Add([]byte{formatBinary, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{formatDeflated, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sess, err := unmarshalSession(b)
+		if err != nil {
+			if !errors.Is(err, ErrNoSession) {
+				t.Fatalf("error is not ErrNoSession: %v", err)
+			}
+			return
+		}
+		again, err := sess.marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := unmarshalSession(again)
+		if err != nil || !reflect.DeepEqual(back, sess) {
+			t.Fatalf("re-encoded session decodes as %+v, %v; want %+v", back, err, sess)
 		}
 	})
 }

@@ -328,7 +328,7 @@ func (s *RedisStore) AwaitRefresh(ctx context.Context, sess *Session, wait time.
 		if err != nil {
 			return nil, err
 		}
-		if next.RefreshToken != sess.RefreshToken || next.AccessToken != sess.AccessToken {
+		if refreshedSince(next, sess) {
 			return next, nil
 		}
 		held, err := s.opts.Client.Do(ctx, s.opts.Client.B().Exists().Key(s.leaseKey(sess.ID)).Build()).AsInt64()
@@ -338,7 +338,7 @@ func (s *RedisStore) AwaitRefresh(ctx context.Context, sess *Session, wait time.
 		if held == 0 || time.Now().After(deadline) {
 			// One more look, at Redis itself: the save ended the lease, and
 			// the cache may not have heard of the save yet.
-			if next, err := s.load(ctx, sess.ID, key, false); err == nil && next.RefreshToken != sess.RefreshToken {
+			if next, err := s.load(ctx, sess.ID, key, false); err == nil && refreshedSince(next, sess) {
 				return next, nil
 			}
 			return nil, ErrLeaseLost
@@ -350,6 +350,14 @@ func (s *RedisStore) AwaitRefresh(ctx context.Context, sess *Session, wait time.
 			timer.Reset(leasePoll)
 		}
 	}
+}
+
+// refreshedSince reports whether next holds tokens obtained after old's:
+// a new refresh token, or a later or other access token (the access token
+// itself may not be stored).
+func refreshedSince(next, old *Session) bool {
+	return next.RefreshToken != old.RefreshToken || next.AccessIssued != old.AccessIssued ||
+		next.AccessExpiry != old.AccessExpiry || next.AccessToken != old.AccessToken
 }
 
 // seal encrypts plain with key (AES-256-GCM, a random nonce), bound to
