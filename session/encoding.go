@@ -159,10 +159,15 @@ func unmarshalSession(b []byte) (*Session, error) {
 	return &s, nil
 }
 
+var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
+
 // inflate undoes deflateIfSmaller, up to maxDecoded bytes.
 func inflate(b []byte) ([]byte, error) {
-	r := flate.NewReader(bytes.NewReader(b))
-	defer r.Close()
+	r := inflaters.Get().(io.ReadCloser)
+	defer inflaters.Put(r)
+	if err := r.(flate.Resetter).Reset(bytes.NewReader(b), nil); err != nil {
+		return nil, errEncoding
+	}
 	out, err := io.ReadAll(io.LimitReader(r, maxDecoded+1))
 	if err != nil || len(out) > maxDecoded {
 		return nil, errEncoding
