@@ -8,7 +8,12 @@
 //
 // It installs wrk from Debian when missing, starts devidp (in process) as
 // the provider, walks real logins for the session cookies and mints real
-// access tokens for the bearer paths. Everything listens on 127.0.0.1.
+// access tokens for the bearer paths. devidp issues access tokens of the
+// size real providers issue (RealisticAccessTokens, about 1.2 KB), so the
+// sessions that carry them are as large as in production. The bare site
+// gets what a browser without a session sends: no Cookie and no
+// Authorization header, so each ratio is what a user feels. Everything
+// listens on 127.0.0.1.
 package main
 
 import (
@@ -21,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -58,7 +64,11 @@ const (
 	clientID     = "bench"
 	clientSecret = "bench-client-secret-0123456789"
 	cacheSize    = 10000
+	bigGroups    = 30 // the groups of user "big"
 )
+
+// scopes are the scopes of the minted bearer tokens, as a login would grant.
+var scopes = []string{"openid", "email", "profile"}
 
 func main() {
 	flag.Parse()
@@ -69,12 +79,15 @@ func main() {
 }
 
 type env struct {
-	tmp                      string
-	upstream                 *httptest.Server
-	idp, idpES               *devidp.Provider
-	redis                    *testredis.Server
-	caddy                    *exec.Cmd
-	bare, gate, gateE, gateR string // http://127.0.0.1:port; gateR keeps sessions in Redis
+	tmp        string
+	upstream   *httptest.Server
+	idp, idpES *devidp.Provider
+	redis      *testredis.Server
+	caddy      *exec.Cmd
+	// http://127.0.0.1:port: bare reverse_proxy; gatehouse with default
+	// settings (and bearer tokens); bearer-only ES256; sessions in Redis;
+	// pass_access_token.
+	bare, gate, gateE, gateR, gateP string
 }
 
 func run() error {
@@ -95,24 +108,29 @@ func run() error {
 	if err := e.start(); err != nil {
 		return err
 	}
-	session1, err := e.login(e.gate, "alice")
+	// Real logins (alice has 2 groups, big has bigGroups); all their
+	// cookie sizes are reported, all but alice's at gateP are measured.
+	logins := []struct{ what, site, user, cookie string }{
+		{"default settings, alice (2 groups)", e.gate, "alice", ""},
+		{fmt.Sprintf("default settings, big (%d groups)", bigGroups), e.gate, "big", ""},
+		{"pass_access_token, alice (2 groups)", e.gateP, "alice", ""},
+		{fmt.Sprintf("pass_access_token, big (%d groups)", bigGroups), e.gateP, "big", ""},
+		{fmt.Sprintf("store redis, big (%d groups)", bigGroups), e.gateR, "big", ""},
+	}
+	fmt.Println("session cookies (Cookie header bytes, chunks):")
+	for i := range logins {
+		l := &logins[i]
+		if l.cookie, err = e.login(l.site, l.user); err != nil {
+			return err
+		}
+		fmt.Printf("  %-40s %5d B, %d chunk(s)\n", l.what, len(l.cookie), strings.Count(l.cookie, "_gatehouse"))
+	}
+	sessionAlice, sessionBig, sessionBigP, sessionR := logins[0].cookie, logins[1].cookie, logins[3].cookie, logins[4].cookie
+	repeated, err := e.idp.MintAccessToken("alice", []string{audience}, scopes, time.Hour)
 	if err != nil {
 		return err
 	}
-	session3, err := e.login(e.gate, "big")
-	if err != nil {
-		return err
-	}
-	sessionR, err := e.login(e.gateR, "big")
-	if err != nil {
-		return err
-	}
-	fmt.Printf("Redis-store session cookie (big): %d bytes\n", len(sessionR))
-	fmt.Printf("session cookies: %d chunk(s) for alice, %d for big\n", strings.Count(session1, "_gatehouse"), strings.Count(session3, "_gatehouse"))
-	repeated, err := e.idp.MintAccessToken("alice", []string{audience}, nil, time.Hour)
-	if err != nil {
-		return err
-	}
+	fmt.Printf("bearer access token: %d bytes (RS256)\n", len(repeated))
 	fmt.Printf("minting %d distinct RS256 tokens for the cache-miss run…\n", *missTokens)
 	missFile, err := e.mintToFile(e.idp, *missTokens)
 	if err != nil {
@@ -120,10 +138,11 @@ func run() error {
 	}
 
 	paths := []path{
-		{name: "session cookie, 1 chunk", target: 0.90, headers: map[string]string{"Cookie": session1}},
-		{name: "session cookie, 3 chunks", target: 0.85, headers: map[string]string{"Cookie": session3}},
-		{name: "session in Redis (store redis)", target: 0.90, headers: map[string]string{"Cookie": sessionR}, site: e.gateR},
-		{name: "bearer JWT, repeated (cache hit)", target: 0.90, headers: map[string]string{"Authorization": "Bearer " + repeated}},
+		{name: "session, default settings (alice)", target: 0.90, cookie: sessionAlice},
+		{name: fmt.Sprintf("session, %d groups", bigGroups), target: 0.85, cookie: sessionBig},
+		{name: fmt.Sprintf("session, %d groups, pass_access_token", bigGroups), target: 0.85, cookie: sessionBigP, site: e.gateP},
+		{name: fmt.Sprintf("session in Redis (store redis, %d groups)", bigGroups), target: 0.90, cookie: sessionR, site: e.gateR},
+		{name: "bearer JWT, repeated (cache hit)", target: 0.90, bearer: repeated},
 		{name: "bearer JWT, new each request (miss, RS256)", target: 0.50, tokens: missFile},
 		{name: "unauthenticated browser (302 + login cookie)", target: 1.0, headers: map[string]string{"Accept": "text/html"}, status: 302},
 	}
@@ -183,7 +202,7 @@ func (e *env) start() error {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
 	}))
-	groups := make([]string, 28)
+	groups := make([]string, bigGroups)
 	for i := range groups {
 		groups[i] = fmt.Sprintf("department-%03d-engineering-group", i)
 	}
@@ -201,14 +220,14 @@ func (e *env) start() error {
 	if e.redis, err = testredis.StartProcess(filepath.Join(e.tmp, "redis")); err != nil {
 		return err
 	}
-	ports, err := harness.FreePorts(5)
+	ports, err := harness.FreePorts(6)
 	if err != nil {
 		return err
 	}
-	e.bare = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	e.gate = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	e.gateE = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
-	e.gateR = fmt.Sprintf("http://127.0.0.1:%d", ports[4])
+	httpPort, sites := ports[0], []*string{&e.bare, &e.gate, &e.gateE, &e.gateR, &e.gateP}
+	for i, s := range sites {
+		*s = fmt.Sprintf("http://127.0.0.1:%d", ports[i+1])
+	}
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	upstream := strings.TrimPrefix(e.upstream.URL, "http://")
@@ -231,11 +250,12 @@ func (e *env) start() error {
 		level WARN
 	}
 }
-`, ports[3]) +
+`, httpPort) +
 		site(e.bare, "") +
 		site(e.gate, fmt.Sprintf("\tgatehouse {\n%s\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, audience, cacheSize)) +
 		site(e.gateE, fmt.Sprintf("\tgatehouse {\n\t\tissuer %s\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t\tonly\n\t\t}\n\t}\n", e.idpES.Issuer(), audience, cacheSize)) +
-		site(e.gateR, fmt.Sprintf("\tgatehouse {\n%s\t\tstore redis {\n\t\t\taddress %s\n\t\t}\n\t}\n", login, e.redis.Addr()))
+		site(e.gateR, fmt.Sprintf("\tgatehouse {\n%s\t\tstore redis {\n\t\t\taddress %s\n\t\t}\n\t}\n", login, e.redis.Addr())) +
+		site(e.gateP, fmt.Sprintf("\tgatehouse {\n%s\t\tpass_access_token\n\t}\n", login))
 	cf := filepath.Join(e.tmp, "Caddyfile")
 	if err := os.WriteFile(cf, []byte(caddyfile), 0o600); err != nil {
 		return err
@@ -246,9 +266,9 @@ func (e *env) start() error {
 	if err := e.caddy.Start(); err != nil {
 		return err
 	}
-	for _, site := range []string{e.bare, e.gate, e.gateE, e.gateR} {
-		if err := waitUp(site); err != nil {
-			return fmt.Errorf("caddy did not start serving %s: %w", site, err)
+	for _, site := range sites {
+		if err := waitUp(*site); err != nil {
+			return fmt.Errorf("caddy did not start serving %s: %w", *site, err)
 		}
 	}
 	return nil
@@ -277,6 +297,9 @@ func startIDP(alg string, users []devidp.User) (*devidp.Provider, error) {
 		Clients:   []devidp.Client{{ID: clientID, Secret: clientSecret, Audience: audience}},
 		Users:     users,
 		Algorithm: alg,
+		// Access tokens of a real provider's size (~1.2 KB with RS256),
+		// in the sessions and as bearer tokens.
+		RealisticAccessTokens: true,
 	})
 	if err != nil {
 		return nil, err
@@ -358,7 +381,7 @@ func (e *env) mintToFile(p *devidp.Provider, n int) (string, error) {
 				if i >= n {
 					return
 				}
-				tok, err := p.MintAccessToken("alice", []string{audience}, nil, time.Hour)
+				tok, err := p.MintAccessToken("alice", []string{audience}, scopes, time.Hour)
 				if err != nil {
 					once.Do(func() { firstErr = err })
 					return
@@ -375,14 +398,36 @@ func (e *env) mintToFile(p *devidp.Provider, n int) (string, error) {
 	return f, os.WriteFile(f, []byte(strings.Join(toks, "\n")+"\n"), 0o600)
 }
 
-// path is one thing measured against the bare site.
+// path is one thing measured against the bare site. The credentials
+// (cookie, bearer, tokens) go to the gatehouse site only: the bare site
+// gets the request a browser without a session sends.
 type path struct {
 	name    string
 	target  float64
-	headers map[string]string
-	tokens  string // a file of tokens, one per request (Authorization: Bearer)
-	status  int    // expected status; default 200
-	site    string // the gatehouse site; default env.gate
+	headers map[string]string // sent to both sites
+	cookie  string            // the Cookie header value
+	bearer  string            // a token, sent as Authorization: Bearer
+	tokens  string            // a file of tokens, one per request (Authorization: Bearer)
+	status  int               // expected status; default 200
+	site    string            // the gatehouse site; default env.gate
+}
+
+// requestHeaders are p's headers, with the credentials when withCredentials.
+func (p path) requestHeaders(withCredentials bool) map[string]string {
+	h := maps.Clone(p.headers)
+	if h == nil {
+		h = map[string]string{}
+	}
+	if !withCredentials {
+		return h
+	}
+	if p.cookie != "" {
+		h["Cookie"] = p.cookie
+	}
+	if p.bearer != "" {
+		h["Authorization"] = "Bearer " + p.bearer
+	}
+	return h
 }
 
 type wrkResult struct {
@@ -405,20 +450,29 @@ func median(rs []wrkResult, f func(wrkResult) float64) float64 {
 	return v[len(v)/2]
 }
 
+// measure runs wrk against the bare site (without p's credentials) and
+// the gatehouse site (with them), alternating, *rounds times.
 func (e *env) measure(p path) (result, error) {
 	res := result{path: p}
-	script, err := wrkScript(e.tmp, p)
+	site := cmp.Or(p.site, e.gate)
+	if err := check(site, p); err != nil {
+		return res, err
+	}
+	bareScript, err := wrkScript(e.tmp, p, false)
 	if err != nil {
 		return res, err
 	}
-	site := cmp.Or(p.site, e.gate)
-	fmt.Printf("%-48s", p.name)
+	gateScript, err := wrkScript(e.tmp, p, true)
+	if err != nil {
+		return res, err
+	}
+	fmt.Printf("%-52s", p.name)
 	for range *rounds {
-		b, err := runWrk(e.bare+"/", script, p)
+		b, err := runWrk(e.bare+"/", bareScript)
 		if err != nil {
 			return res, err
 		}
-		g, err := runWrk(site+"/", script, p)
+		g, err := runWrk(site+"/", gateScript)
 		if err != nil {
 			return res, err
 		}
@@ -432,13 +486,42 @@ func (e *env) measure(p path) (result, error) {
 	return res, nil
 }
 
-func wrkScript(dir string, p path) (string, error) {
-	var b strings.Builder
-	b.WriteString("wrk.method = \"GET\"\n")
-	for k, v := range p.headers {
-		fmt.Fprintf(&b, "wrk.headers[%q] = %q\n", k, v)
+// check sends p's request once to site and wants the status the path
+// expects: wrk counts a 302 to the login as a success.
+func check(site string, p path) error {
+	req, _ := http.NewRequest("GET", site+"/", nil)
+	for k, v := range p.requestHeaders(true) {
+		req.Header.Set(k, v)
 	}
 	if p.tokens != "" {
+		b, err := os.ReadFile(p.tokens)
+		if err != nil {
+			return err
+		}
+		tok, _, _ := strings.Cut(string(b), "\n")
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if want := cmp.Or(p.status, http.StatusOK); resp.StatusCode != want {
+		return fmt.Errorf("gatehouse answered %d, want %d: the path is not what it claims", resp.StatusCode, want)
+	}
+	return nil
+}
+
+// wrkScript writes the wrk script of p's requests, with its credentials
+// (for the gatehouse site) or without (for the bare site).
+func wrkScript(dir string, p path, withCredentials bool) (string, error) {
+	var b strings.Builder
+	b.WriteString("wrk.method = \"GET\"\n")
+	for k, v := range p.requestHeaders(withCredentials) {
+		fmt.Fprintf(&b, "wrk.headers[%q] = %q\n", k, v)
+	}
+	if p.tokens != "" && withCredentials {
 		// Each thread reads the tokens and takes every n-th one, from its
 		// own offset, so no two requests of a run share a token (until the
 		// pool wraps around, which is still a miss in a smaller LRU).
@@ -474,7 +557,7 @@ var (
 	reNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
 )
 
-func runWrk(target, script string, p path) (wrkResult, error) {
+func runWrk(target, script string) (wrkResult, error) {
 	args := []string{"-t" + strconv.Itoa(*threads), "-c" + strconv.Itoa(*connections), "-d" + duration.String(), "--latency", "-s", script, target}
 	ctx, cancel := context.WithTimeout(context.Background(), *duration+30*time.Second)
 	defer cancel()
@@ -506,8 +589,8 @@ func runWrk(target, script string, p path) (wrkResult, error) {
 
 func printTable(results []result) {
 	fmt.Println()
-	fmt.Printf("| path | bare req/s | gatehouse req/s | ratio | target | gatehouse p50 | gatehouse p99 | bare p50 | bare p99 |\n")
-	fmt.Printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Printf("| path | bare req/s | gatehouse req/s | ratio | cookie bytes | target | gatehouse p50 | gatehouse p99 | bare p50 | bare p99 |\n")
+	fmt.Printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	rps := func(r wrkResult) float64 { return r.rps }
 	p50 := func(r wrkResult) float64 { return float64(r.p50) }
 	p99 := func(r wrkResult) float64 { return float64(r.p99) }
@@ -519,8 +602,13 @@ func printTable(results []result) {
 			ratios = append(ratios, r.gate[i].rps/r.bare[i].rps)
 		}
 		slices.Sort(ratios)
-		fmt.Printf("| %s | %.0f | %.0f | **%.2f** (%.2f–%.2f) | ≥ %.2f | %s | %s | %s | %s |\n",
-			r.name, b, g, g/b, ratios[0], ratios[len(ratios)-1], r.target,
+		// The Cookie header the gatehouse site got; the bare site got none.
+		cookie := "—"
+		if r.cookie != "" {
+			cookie = strconv.Itoa(len(r.cookie))
+		}
+		fmt.Printf("| %s | %.0f | %.0f | **%.2f** (%.2f–%.2f) | %s | ≥ %.2f | %s | %s | %s | %s |\n",
+			r.name, b, g, g/b, ratios[0], ratios[len(ratios)-1], cookie, r.target,
 			dur(median(r.gate, p50)), dur(median(r.gate, p99)), dur(median(r.bare, p50)), dur(median(r.bare, p99)))
 	}
 }
@@ -571,7 +659,7 @@ func (e *env) memory(n int) error {
 			defer wg.Done()
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 			for sent.Add(1) <= int64(n) {
-				tok, err := e.idpES.MintAccessToken("alice", []string{audience}, nil, time.Hour)
+				tok, err := e.idpES.MintAccessToken("alice", []string{audience}, scopes, time.Hour)
 				if err != nil {
 					refused.Add(1)
 					continue

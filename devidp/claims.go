@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"time"
@@ -23,6 +24,56 @@ type accessClaims struct {
 	EmailVerified     *bool    `json:"email_verified,omitempty"`
 	PreferredUsername string   `json:"preferred_username,omitempty"`
 	Groups            []string `json:"groups"`
+	// The claims of Config.RealisticAccessTokens; nil adds none.
+	*providerClaims
+}
+
+// providerClaims are claims real providers put into access tokens beyond
+// the RFC 9068 set (Config.RealisticAccessTokens), in Keycloak's shape.
+// gatehouse reads none of them; they give the tokens a realistic size.
+type providerClaims struct {
+	Type            string           `json:"typ"`
+	AuthorizedParty string           `json:"azp"`
+	SID             string           `json:"sid"`
+	ACR             string           `json:"acr"`
+	AllowedOrigins  []string         `json:"allowed-origins"`
+	RealmAccess     roles            `json:"realm_access"`
+	ResourceAccess  map[string]roles `json:"resource_access"`
+}
+
+// roles is a Keycloak realm_access or resource_access entry.
+type roles struct {
+	Roles []string `json:"roles"`
+}
+
+// providerClaimsFor returns the realistic extra claims of an access token
+// for clientID; g is the login it comes from (nil when minted without
+// one, which then gets a fresh session id).
+func (p *Provider) providerClaimsFor(clientID string, g *grant) *providerClaims {
+	sid := newUUID()
+	if g != nil {
+		sid = g.sid
+	}
+	return &providerClaims{
+		Type:            "Bearer",
+		AuthorizedParty: clientID,
+		SID:             sid,
+		ACR:             "1",
+		AllowedOrigins:  []string{p.origin},
+		RealmAccess:     roles{[]string{"offline_access", "uma_authorization"}},
+		ResourceAccess:  map[string]roles{"account": {[]string{"manage-account", "view-profile"}}},
+	}
+}
+
+// newUUID returns a random UUID (version 4) in its textual form, the
+// shape of Keycloak's jti and sid.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // idClaims is the payload of an ID token.
@@ -112,8 +163,8 @@ func accessAudience(c *Client) []string {
 }
 
 // mintAccess signs an access token for sub (user may be nil for an unknown
-// subject).
-func (p *Provider) mintAccess(sub string, user *User, clientID string, aud, scope []string, now time.Time, ttl time.Duration) (string, error) {
+// subject); g is the login it is issued for, nil when minted without one.
+func (p *Provider) mintAccess(sub string, user *User, g *grant, clientID string, aud, scope []string, now time.Time, ttl time.Duration) (string, error) {
 	c := accessClaims{
 		Issuer:   p.issuer,
 		Subject:  sub,
@@ -128,6 +179,10 @@ func (p *Provider) mintAccess(sub string, user *User, clientID string, aud, scop
 	if user != nil {
 		c.Email, c.EmailVerified = user.Email, emailVerified(user)
 		c.PreferredUsername = user.PreferredUsername
+	}
+	if p.realistic {
+		c.JTI = newUUID()
+		c.providerClaims = p.providerClaimsFor(clientID, g)
 	}
 	return p.sign(c, typAccessToken)
 }
@@ -166,7 +221,9 @@ func leftHalfHash(token string) string {
 // configured user, that user's email, preferred_username and groups. An
 // unknown sub is allowed (the token then carries no profile claims).
 // A zero ttl selects the configured access token TTL; a negative ttl mints an
-// already expired token. Test and benchmark helper: it skips the login.
+// already expired token. With Config.RealisticAccessTokens the token also
+// carries the provider-style claims, with a fresh session id. Test and
+// benchmark helper: it skips the login.
 func (p *Provider) MintAccessToken(sub string, audience []string, scopes []string, ttl time.Duration) (string, error) {
 	if sub == "" {
 		return "", errors.New("devidp: mint: subject is required")
@@ -177,7 +234,7 @@ func (p *Provider) MintAccessToken(sub string, audience []string, scopes []strin
 	if ttl == 0 {
 		ttl = p.accessTTL
 	}
-	return p.mintAccess(sub, p.users[sub], audience[0], append([]string(nil), audience...),
+	return p.mintAccess(sub, p.users[sub], nil, audience[0], append([]string(nil), audience...),
 		append([]string(nil), scopes...), p.now(), ttl)
 }
 

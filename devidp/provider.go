@@ -70,6 +70,16 @@ type Config struct {
 	Algorithm string
 	// Now returns the current time. Default time.Now; tests inject a clock.
 	Now func() time.Time
+	// RealisticAccessTokens makes access tokens about the size Keycloak,
+	// Entra ID or Auth0 issue (1 to 1.5 KB): about 1.2 KB signed with RS256
+	// for a user with two groups, against about 0.8 KB without. It is for
+	// benchmarks and size tests. It adds claims in Keycloak's shape that
+	// gatehouse does not read: typ "Bearer", azp, sid (the login's, or a
+	// fresh one for MintAccessToken), acr, allowed-origins, realm_access and
+	// resource_access roles, and makes jti a UUID. The claims gatehouse reads
+	// (iss, sub, aud, exp, iat, scope, client_id, email, email_verified,
+	// preferred_username, groups) stay as without it. Default false.
+	RealisticAccessTokens bool
 }
 
 // Client is a registered OAuth 2.0 confidential client.
@@ -131,6 +141,10 @@ type Provider struct {
 	users    map[string]*User
 	userList []*User // configuration order, for the login page
 	alg      string
+	// realistic adds provider-style claims to access tokens
+	// (Config.RealisticAccessTokens).
+	realistic bool
+	origin    string // scheme://host of the issuer: allowed-origins
 
 	accessTTL, idTTL, refreshTTL, codeTTL time.Duration
 	now                                   func() time.Time
@@ -176,6 +190,7 @@ func New(cfg Config) (*Provider, error) {
 		return nil, errors.New("devidp: issuer must not have a query or fragment")
 	}
 	p.issuer = cfg.Issuer
+	p.origin = iss.Scheme + "://" + iss.Host
 	p.basePath = strings.TrimSuffix(iss.EscapedPath(), "/")
 
 	if len(cfg.Clients) == 0 {
@@ -250,6 +265,7 @@ func New(cfg Config) (*Provider, error) {
 		return nil, fmt.Errorf("devidp: unsupported algorithm %q (want RS256 or ES256)", cfg.Algorithm)
 	}
 
+	p.realistic = cfg.RealisticAccessTokens
 	p.now = cfg.Now
 	if p.now == nil {
 		p.now = time.Now

@@ -196,7 +196,7 @@ func (p *Provider) refresh(client *Client, form url.Values) (*tokenResponse, *oa
 // token when withRefresh is set.
 func (p *Provider) issueTokens(client *Client, g *grant, scope []string, nonce string, withRefresh bool, now time.Time) (*tokenResponse, *oauthError) {
 	serverError := &oauthError{http.StatusInternalServerError, "server_error", "issuing tokens failed"}
-	at, err := p.mintAccess(g.user.Subject, g.user, client.ID, accessAudience(client), scope, now, p.accessTTL)
+	at, err := p.mintAccess(g.user.Subject, g.user, g, client.ID, accessAudience(client), scope, now, p.accessTTL)
 	if err != nil {
 		return nil, serverError
 	}

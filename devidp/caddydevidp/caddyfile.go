@@ -40,6 +40,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		access_token_ttl <duration>
 //		algorithm RS256|ES256
+//		realistic_access_tokens
 //	}
 //
 // client and user may repeat (with distinct ids and subjects); every other
@@ -77,6 +78,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				h.AccessTokenTTL = caddy.Duration(dur)
 			}
+
+		case "realistic_access_tokens":
+			if seen[name] {
+				return d.Errf("duplicate subdirective %q", name)
+			}
+			seen[name] = true
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.RealisticAccessTokens = true
 
 		case "client":
 			args := d.RemainingArgs()

@@ -109,6 +109,16 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			algorithm RS256
 			algorithm ES256
 		}`, nil, "duplicate subdirective"},
+		{"realistic_access_tokens with an argument", `gatehouse_devidp {
+			realistic_access_tokens on
+		}`, nil, "wrong argument count"},
+		{"duplicate realistic_access_tokens", `gatehouse_devidp {
+			realistic_access_tokens
+			realistic_access_tokens
+		}`, nil, "duplicate subdirective"},
+		{"realistic_access_tokens", `gatehouse_devidp {
+			realistic_access_tokens
+		}`, &Handler{RealisticAccessTokens: true}, ""},
 		{"duplicate client", `gatehouse_devidp {
 			client demo a
 			client demo b

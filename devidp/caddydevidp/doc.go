@@ -24,9 +24,10 @@
 //
 // Handler.UnmarshalCaddyfile reads the directive into a Handler (its JSON
 // form mirrors the Caddyfile: issuer, clients, users, access_token_ttl,
-// algorithm). Handler.Provision resolves placeholders such as {env.X} in
-// every value, then calls devidp.New, which validates the configuration and
-// generates a fresh signing key: tokens do not survive a config reload.
+// algorithm, realistic_access_tokens). Handler.Provision resolves
+// placeholders such as {env.X} in every value, then calls devidp.New,
+// which validates the configuration and generates a fresh signing key:
+// tokens do not survive a config reload.
 // Handler.ServeHTTP hands every request to the provider; the handler is
 // terminal and answers 404 for paths outside the issuer's endpoints, so the
 // request path must reach it unchanged (use handle, not handle_path).

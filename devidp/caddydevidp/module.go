@@ -37,6 +37,11 @@ type Handler struct {
 	// Algorithm is the signing algorithm, RS256 or ES256. Default: RS256.
 	Algorithm string `json:"algorithm,omitempty"`
 
+	// RealisticAccessTokens gives access tokens the size real providers'
+	// have (about 1.2 KB with RS256), with claims gatehouse does not read;
+	// see devidp.Config.RealisticAccessTokens. Default: off.
+	RealisticAccessTokens bool `json:"realistic_access_tokens,omitempty"`
+
 	provider *devidp.Provider
 	logger   *zap.Logger
 }
@@ -95,7 +100,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	r := placeholder.NewResolver("gatehouse_devidp")
 	r.One("issuer", &h.Issuer)
 	r.One("algorithm", &h.Algorithm)
-	cfg := devidp.Config{Issuer: h.Issuer, Algorithm: h.Algorithm, AccessTokenTTL: time.Duration(h.AccessTokenTTL)}
+	cfg := devidp.Config{Issuer: h.Issuer, Algorithm: h.Algorithm, AccessTokenTTL: time.Duration(h.AccessTokenTTL),
+		RealisticAccessTokens: h.RealisticAccessTokens}
 	for i := range h.Clients {
 		c := &h.Clients[i]
 		r.One(fmt.Sprintf("client %d id", i), &c.ID)

@@ -121,3 +121,27 @@ func TestServeHTTP(t *testing.T) {
 		t.Fatalf("unprovisioned handler served")
 	}
 }
+
+// TestRealisticAccessTokens checks that the flag reaches the provider.
+func TestRealisticAccessTokens(t *testing.T) {
+	t.Setenv("GATEHOUSE_TEST_DEVIDP_SECRET", "s3cret value")
+	t.Setenv("GATEHOUSE_TEST_DEVIDP_EMAIL", "alice@example.com")
+	for _, on := range []bool{false, true} {
+		h := validHandler()
+		h.RealisticAccessTokens = on
+		if err := provisioned(t, h); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := h.provider.MintAccessToken("alice", []string{"demo"}, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(payload), `"realm_access"`); got != on {
+			t.Errorf("realistic_access_tokens %v: token carries realm_access = %v: %s", on, got, payload)
+		}
+	}
+}
