@@ -115,6 +115,7 @@ func run() error {
 		{fmt.Sprintf("default settings, big (%d groups)", bigGroups), e.gate, "big", ""},
 		{"pass_access_token, alice (2 groups)", e.gateP, "alice", ""},
 		{fmt.Sprintf("pass_access_token, big (%d groups)", bigGroups), e.gateP, "big", ""},
+		{"store redis, alice (2 groups)", e.gateR, "alice", ""},
 		{fmt.Sprintf("store redis, big (%d groups)", bigGroups), e.gateR, "big", ""},
 	}
 	fmt.Println("session cookies (Cookie header bytes, chunks):")
@@ -125,7 +126,7 @@ func run() error {
 		}
 		fmt.Printf("  %-40s %5d B, %d chunk(s)\n", l.what, len(l.cookie), strings.Count(l.cookie, "_gatehouse"))
 	}
-	sessionAlice, sessionBig, sessionBigP, sessionR := logins[0].cookie, logins[1].cookie, logins[3].cookie, logins[4].cookie
+	sessionAlice, sessionBig, sessionBigP, sessionR, sessionBigR := logins[0].cookie, logins[1].cookie, logins[3].cookie, logins[4].cookie, logins[5].cookie
 	repeated, err := e.idp.MintAccessToken("alice", []string{audience}, scopes, time.Hour)
 	if err != nil {
 		return err
@@ -141,7 +142,8 @@ func run() error {
 		{name: "session, default settings (alice)", target: 0.90, cookie: sessionAlice},
 		{name: fmt.Sprintf("session, %d groups", bigGroups), target: 0.85, cookie: sessionBig},
 		{name: fmt.Sprintf("session, %d groups, pass_access_token", bigGroups), target: 0.85, cookie: sessionBigP, site: e.gateP},
-		{name: fmt.Sprintf("session in Redis (store redis, %d groups)", bigGroups), target: 0.90, cookie: sessionR, site: e.gateR},
+		{name: "session in Redis (store redis, alice)", target: 0.90, cookie: sessionR, site: e.gateR},
+		{name: fmt.Sprintf("session in Redis (store redis, %d groups)", bigGroups), target: 0.85, cookie: sessionBigR, site: e.gateR},
 		{name: "bearer JWT, repeated (cache hit)", target: 0.90, bearer: repeated},
 		{name: "bearer JWT, new each request (miss, RS256)", target: 0.50, tokens: missFile},
 		{name: "unauthenticated browser (302 + login cookie)", target: 1.0, headers: map[string]string{"Accept": "text/html"}, status: 302},
@@ -255,7 +257,10 @@ func (e *env) start() error {
 		site(e.gate, fmt.Sprintf("\tgatehouse {\n%s\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, audience, cacheSize)) +
 		site(e.gateE, fmt.Sprintf("\tgatehouse {\n\t\tissuer %s\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t\tonly\n\t\t}\n\t}\n", e.idpES.Issuer(), audience, cacheSize)) +
 		site(e.gateR, fmt.Sprintf("\tgatehouse {\n%s\t\tstore redis {\n\t\t\taddress %s\n\t\t}\n\t}\n", login, e.redis.Addr())) +
-		site(e.gateP, fmt.Sprintf("\tgatehouse {\n%s\t\tpass_access_token\n\t}\n", login))
+		// A cookie of its own: blocks that share a login's cookie share its
+		// sessions, and a session keeps the access token when any of them
+		// forwards it.
+		site(e.gateP, fmt.Sprintf("\tgatehouse {\n%s\t\tcookie_name _gatehouse_pass\n\t\tpass_access_token\n\t}\n", login))
 	cf := filepath.Join(e.tmp, "Caddyfile")
 	if err := os.WriteFile(cf, []byte(caddyfile), 0o600); err != nil {
 		return err

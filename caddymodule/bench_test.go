@@ -2,10 +2,11 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/gatehouse-auth/gatehouse/internal/testredis"
+	"github.com/gatehouse-auth/gatehouse/session"
 )
 
 // benchServe runs r through g b.N times, restoring r's headers each time
@@ -60,12 +62,12 @@ func BenchmarkHandlerBearerCacheHit(b *testing.B) {
 	benchServe(b, g, r, http.StatusOK)
 }
 
-func benchSession(b *testing.B, extraClaim int, mod func(*Gatehouse)) {
+func benchSession(b *testing.B, mod func(*Gatehouse), edit func(*session.Session)) {
 	idp := newIDP(b)
 	g := newHandler(b, idp.Issuer(), mod)
 	sess := aliceSession()
-	if extraClaim > 0 {
-		sess.Claims = map[string][]string{"pad": {strings.Repeat("x", extraClaim)}}
+	if edit != nil {
+		edit(sess)
 	}
 	cookies := sessionCookies(b, g, sess)
 	r := httptest.NewRequest("GET", "/app", nil)
@@ -78,14 +80,34 @@ func benchSession(b *testing.B, extraClaim int, mod func(*Gatehouse)) {
 	benchServe(b, g, r, http.StatusOK)
 }
 
-func BenchmarkHandlerSession1Chunk(b *testing.B)  { benchSession(b, 0, nil) }
-func BenchmarkHandlerSession3Chunks(b *testing.B) { benchSession(b, 5000, nil) }
+func BenchmarkHandlerSession1Chunk(b *testing.B) { benchSession(b, nil, nil) }
+
+// BenchmarkHandlerSession3Chunks: a session padded with 5 KB that does
+// not compress.
+func BenchmarkHandlerSession3Chunks(b *testing.B) {
+	benchSession(b, nil, func(s *session.Session) {
+		pad := make([]byte, 5000)
+		rand.Read(pad)
+		s.Claims = map[string][]string{"pad": {string(pad)}}
+	})
+}
+
+// BenchmarkHandlerSession30Groups: a directory user's 30 groups go
+// upstream in X-Forwarded-Groups.
+func BenchmarkHandlerSession30Groups(b *testing.B) {
+	benchSession(b, nil, func(s *session.Session) {
+		s.Groups = nil
+		for i := range 30 {
+			s.Groups = append(s.Groups, fmt.Sprintf("department-%03d-engineering-group", i))
+		}
+	})
+}
 
 // BenchmarkHandlerSessionRedis: the session in a real Redis, read through
 // the client-side cache.
 func BenchmarkHandlerSessionRedis(b *testing.B) {
 	srv := testredis.Start(b)
-	benchSession(b, 0, func(g *Gatehouse) { g.Store = &StoreConfig{Redis: &RedisConfig{Address: srv.Addr()}} })
+	benchSession(b, func(g *Gatehouse) { g.Store = &StoreConfig{Redis: &RedisConfig{Address: srv.Addr()}} }, nil)
 }
 
 func BenchmarkHandlerUnauthenticatedRedirect(b *testing.B) {
