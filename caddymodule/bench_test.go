@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/internal/testredis"
 	"github.com/gatehouse-auth/gatehouse/session"
@@ -113,6 +114,7 @@ func BenchmarkHandlerSessionRedis(b *testing.B) {
 func BenchmarkHandlerUnauthenticatedRedirect(b *testing.B) {
 	idp := newIDP(b)
 	g := newHandler(b, idp.Issuer(), nil)
+	g.logger = zap.NewNop() // as in production: "login started" is a debug line
 	benchServe(b, g, navigation("GET", "/app?x=1"), http.StatusFound)
 }
 

@@ -36,7 +36,7 @@ func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
 		c.Write(zap.String("return_to", pathOf(returnTo)))
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, authURL, http.StatusFound)
+	redirect(w, authURL)
 	return nil
 }
 
@@ -81,7 +81,7 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 		writeContinuePage(w, target)
 		return nil
 	}
-	http.Redirect(w, r, target, http.StatusFound)
+	redirect(w, target)
 	return nil
 }
 

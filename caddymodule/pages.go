@@ -44,6 +44,14 @@ func fail(w http.ResponseWriter, r *http.Request, p problem, cause error) error 
 	return nil
 }
 
+// redirect answers 302 Found to location — an absolute URL, or a path
+// the return-to validator passed — with no body: http.Redirect would
+// parse the URL again and write an HTML body no browser shows.
+func redirect(w http.ResponseWriter, location string) {
+	w.Header()["Location"] = []string{location}
+	w.WriteHeader(http.StatusFound)
+}
+
 // writeProblemJSON answers {"error": code, "message": message}.
 func writeProblemJSON(w http.ResponseWriter, status int, code, message string) {
 	writeJSON(w, status, struct {

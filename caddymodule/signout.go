@@ -69,10 +69,10 @@ func (g *Gatehouse) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 
 	if endSession, ok := g.idp.endSession.EndSessionURL(r.Context(), idToken, g.absolute(r, target)); ok {
-		http.Redirect(w, r, endSession, http.StatusFound)
+		redirect(w, endSession)
 		return nil
 	}
-	http.Redirect(w, r, target, http.StatusFound)
+	redirect(w, target)
 	return nil
 }
 

@@ -11,11 +11,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
 
 	"github.com/gatehouse-auth/gatehouse/internal/httpx"
 	"github.com/gatehouse-auth/gatehouse/internal/jwttest"
@@ -787,6 +790,32 @@ func TestExtraAudienceWithAzp(t *testing.T) {
 		_, err := c.FinishLogin(context.Background(), redirectURL, callback(l, p.URL), l)
 		if tc.ok != (err == nil) || err != nil && !errors.Is(err, ErrIDToken) {
 			t.Fatalf("extra audience with azp = client, trusted %v: %v", tc.trusted, err)
+		}
+	}
+}
+
+// TestAuthURLMatchesOAuth2: the hand-built authorization request carries
+// exactly the parameters x/oauth2's AuthCodeURL would, also behind an
+// endpoint with a query of its own, and escapes the redirect URI.
+func TestAuthURLMatchesOAuth2(t *testing.T) {
+	p := newScripted(t)
+	c := newClient(t, p, func(_ *ProviderOptions, o *ClientOptions) {
+		o.Prompt = "consent select_account"
+		o.Scopes = []string{"openid", "email", "offline_access"}
+	})
+	login := &session.Login{State: "STATE", Nonce: "NONCE", Verifier: oauth2.GenerateVerifier()}
+	for _, endpoint := range []string{"https://op.example/authorize", "https://op.example/authorize?p=B2C_1_signin&x=%20y"} {
+		redirect := "https://app.example/oauth2/callback?a=b c&d=é"
+		got, err := url.Parse(c.authURL(endpoint, redirect, login))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := &oauth2.Config{ClientID: c.opts.ClientID, RedirectURL: redirect, Scopes: c.opts.Scopes,
+			Endpoint: oauth2.Endpoint{AuthURL: endpoint}}
+		want, _ := url.Parse(cfg.AuthCodeURL(login.State, oauth2.S256ChallengeOption(login.Verifier),
+			oauth2.SetAuthURLParam("nonce", login.Nonce), oauth2.SetAuthURLParam("prompt", c.opts.Prompt)))
+		if got.Scheme+got.Host+got.Path != want.Scheme+want.Host+want.Path || !reflect.DeepEqual(got.Query(), want.Query()) {
+			t.Fatalf("authorization request\n got %s\nwant %s", got, want)
 		}
 	}
 }

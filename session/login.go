@@ -188,7 +188,9 @@ func (c *Cookies) loginName(state string) (string, error) {
 		return "", ErrNoLogin
 	}
 	sum := sha256.Sum256([]byte(state))
-	return c.loginPrefix + hex.EncodeToString(sum[:8]), nil
+	var buf [64]byte
+	name := append(buf[:0], c.loginPrefix...)
+	return string(hex.AppendEncode(name, sum[:8])), nil
 }
 
 func (c *Cookies) isLoginName(name string) bool {
