@@ -57,6 +57,7 @@ var (
 	missTokens   = flag.Int("miss-tokens", 20000, "distinct RS256 tokens cycled through in the cache-miss run (more than cache_size, so every request misses)")
 	memoryTokens = flag.Int("memory-tokens", 1000000, "distinct valid tokens sent in the memory phase (0 skips it)")
 	only         = flag.String("only", "", "run only the paths whose name contains this")
+	profileDir   = flag.String("cpuprofile", "", "write Caddy's CPU profile during each path's last gatehouse run to this directory (go tool pprof reads them)")
 )
 
 const (
@@ -83,6 +84,7 @@ type env struct {
 	upstream   *httptest.Server
 	idp, idpES *devidp.Provider
 	redis      *testredis.Server
+	admin      string // host:port of Caddy's admin endpoint, with -cpuprofile
 	caddy      *exec.Cmd
 	// http://127.0.0.1:port: bare reverse_proxy; gatehouse with default
 	// settings (and bearer tokens); bearer-only ES256; sessions in Redis;
@@ -222,9 +224,15 @@ func (e *env) start() error {
 	if e.redis, err = testredis.StartProcess(filepath.Join(e.tmp, "redis")); err != nil {
 		return err
 	}
-	ports, err := harness.FreePorts(6)
+	ports, err := harness.FreePorts(7)
 	if err != nil {
 		return err
+	}
+	admin := "off"
+	if *profileDir != "" {
+		// Caddy's admin endpoint serves /debug/pprof.
+		e.admin = fmt.Sprintf("127.0.0.1:%d", ports[6])
+		admin = e.admin
 	}
 	httpPort, sites := ports[0], []*string{&e.bare, &e.gate, &e.gateE, &e.gateR, &e.gateP}
 	for i, s := range sites {
@@ -244,7 +252,7 @@ func (e *env) start() error {
 		cookie_insecure
 `, e.idp.Issuer(), clientID, clientSecret, hex.EncodeToString(secret))
 	caddyfile := fmt.Sprintf(`{
-	admin off
+	admin %s
 	persist_config off
 	http_port %d
 	auto_https off
@@ -252,7 +260,7 @@ func (e *env) start() error {
 		level WARN
 	}
 }
-`, httpPort) +
+`, admin, httpPort) +
 		site(e.bare, "") +
 		site(e.gate, fmt.Sprintf("\tgatehouse {\n%s\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, audience, cacheSize)) +
 		site(e.gateE, fmt.Sprintf("\tgatehouse {\n\t\tissuer %s\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t\tonly\n\t\t}\n\t}\n", e.idpES.Issuer(), audience, cacheSize)) +
@@ -472,14 +480,24 @@ func (e *env) measure(p path) (result, error) {
 		return res, err
 	}
 	fmt.Printf("%-52s", p.name)
-	for range *rounds {
+	for i := range *rounds {
 		b, err := runWrk(e.bare+"/", bareScript)
 		if err != nil {
 			return res, err
 		}
+		var profiled chan error
+		if e.admin != "" && i == *rounds-1 {
+			profiled = make(chan error, 1)
+			go func() { profiled <- e.cpuProfile(p.name) }()
+		}
 		g, err := runWrk(site+"/", gateScript)
 		if err != nil {
 			return res, err
+		}
+		if profiled != nil {
+			if err := <-profiled; err != nil {
+				return res, err
+			}
 		}
 		if g.non2xx > 0 && p.status == 0 {
 			return res, fmt.Errorf("gatehouse answered %d non-2xx responses: the path is not what it claims", g.non2xx)
@@ -489,6 +507,28 @@ func (e *env) measure(p path) (result, error) {
 	}
 	fmt.Println()
 	return res, nil
+}
+
+// cpuProfile writes Caddy's CPU profile over one wrk run to profileDir,
+// named after the path.
+func (e *env) cpuProfile(name string) error {
+	secs := int(duration.Seconds())
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", e.admin, max(secs-1, 1)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := os.MkdirAll(*profileDir, 0o755); err != nil {
+		return err
+	}
+	file := filepath.Join(*profileDir, regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(name), "-")+".pprof")
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 // check sends p's request once to site and wants the status the path
