@@ -74,6 +74,7 @@ func (g *Gatehouse) serveBackchannelLogout(w http.ResponseWriter, r *http.Reques
 		return nil
 	}
 	g.logger.Info("back-channel logout", zap.String("sid", lt.SessionID), zap.String("sub", lt.Subject))
+	g.metrics.revoked[revokedBackchannel].Inc()
 	w.WriteHeader(http.StatusOK)
 	return nil
 }

@@ -26,6 +26,7 @@ func (e *bearerError) Unwrap() error { return e.err }
 // without X-Forwarded-User; one named by an unverified e-mail is refused).
 func (g *Gatehouse) authenticateBearer(r *http.Request, token string) (principal, error) {
 	claims, err := g.bearer.Verify(r.Context(), token)
+	g.metrics.bearerVerified(err)
 	if err != nil {
 		return principal{}, &bearerError{err}
 	}

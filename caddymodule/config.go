@@ -125,6 +125,8 @@ func (g *Gatehouse) parse() {
 	g.signOutPath = g.PathPrefix + "/sign_out"
 	g.userinfoPath = g.PathPrefix + "/userinfo"
 	g.backchannelPath = g.PathPrefix + "/backchannel_logout"
+	g.forwardAuthPath = g.PathPrefix + "/auth"
+	g.startPath = g.PathPrefix + "/start"
 	g.trusted, _ = flow.NewHostPatterns(g.TrustedRedirectHosts) // checked by Validate
 	g.public = publicPaths{slices.Clone(g.PublicPaths)}
 	g.rules = newRules(g.AllowEmails, g.AllowDomains, g.AllowGroups, g.AllowClaims)

@@ -13,7 +13,9 @@
 // validator and the session.Manager. It never calls the provider, which is
 // discovered on first use. State shared by blocks and across reloads (JWKS
 // caches; per login the refresh group, the kept claims and the session
-// store) lives in shared.go.
+// store) lives in shared.go. Prometheus metrics (metrics.go) go into
+// Caddy's registry, their children resolved once per issuer, so a request
+// counts with an atomic add; the provider HTTP client times each call.
 //
 // ServeHTTP (serve.go) is one pipeline:
 //

@@ -38,16 +38,26 @@ func newIDP(t testing.TB) *devidp.Provider {
 // endpoint answers 503, as a provider in an outage does.
 func newSwitchableIDP(t testing.TB) (*devidp.Provider, *atomic.Bool) {
 	t.Helper()
+	return newConfiguredIDP(t, nil)
+}
+
+// newConfiguredIDP is newSwitchableIDP with mod applied to devidp's config.
+func newConfiguredIDP(t testing.TB, mod func(*devidp.Config)) (*devidp.Provider, *atomic.Bool) {
+	t.Helper()
 	down := new(atomic.Bool)
 	srv := httptest.NewUnstartedServer(nil)
-	p, err := devidp.New(devidp.Config{
+	cfg := devidp.Config{
 		Issuer:  "http://" + srv.Listener.Addr().String(),
 		Clients: []devidp.Client{{ID: testClientID, Secret: testClientSecret}},
 		Users: []devidp.User{
 			{Subject: "alice", Email: "alice@example.com", Name: "Alice", PreferredUsername: "alice", Groups: []string{"admins", "staff"}},
 			{Subject: "bob", Email: "bob@example.com", Groups: []string{"staff"}},
 		},
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	p, err := devidp.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,16 @@ import (
 )
 
 // startLogin sends the browser to the provider: a fresh login (state,
-// nonce, PKCE verifier, return-to) goes into its own login cookie.
+// nonce, PKCE verifier, return-to) goes into its own login cookie. The
+// login returns to the URL the request asked for.
 func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
-	returnTo := flow.SafeReturnTo(originalRequestURI(r), r.Host, g.trusted)
+	return g.startLoginTo(w, r, originalRequestURI(r))
+}
+
+// startLoginTo is startLogin returning to target when the return-to
+// validator accepts it, else to "/".
+func (g *Gatehouse) startLoginTo(w http.ResponseWriter, r *http.Request, target string) error {
+	returnTo := flow.SafeReturnTo(target, r.Host, g.trusted)
 	authURL, login, err := g.idp.login.StartLogin(r.Context(), g.redirectURL(r), returnTo)
 	if err != nil {
 		g.logger.Warn("cannot start a login: the OpenID provider is unavailable", zap.Error(err))
@@ -35,6 +42,7 @@ func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
 		// The path only: a query may hold the app's own secrets (SA2-31).
 		c.Write(zap.String("return_to", pathOf(returnTo)))
 	}
+	g.metrics.loginStarted()
 	w.Header().Set("Cache-Control", "no-store")
 	redirect(w, authURL)
 	return nil
@@ -69,6 +77,7 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 		return g.loginFailed(w, r, err)
 	}
 	g.logger.Info("login succeeded", zap.String("sub", sess.Subject), zap.String("user", sess.User), zap.String("email", sess.Email))
+	g.metrics.loginSucceeded()
 
 	// The return-to was validated when stored; validate it again now that
 	// it is used (CVE-2024-21497).
@@ -88,6 +97,7 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 // loginFailed logs why a callback failed and answers with a page that
 // says what the user can do, without echoing anything from the request.
 func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, err error) error {
+	g.metrics.loginFailed(err)
 	p := problem{
 		status:  http.StatusBadRequest,
 		code:    "login_failed",

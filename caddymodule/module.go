@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -32,7 +33,8 @@ type Gatehouse struct {
 	ProviderConfig
 
 	// PathPrefix is where gatehouse's own endpoints live: PathPrefix +
-	// "/callback", "/sign_out", "/userinfo" and "/backchannel_logout".
+	// "/callback", "/sign_out", "/userinfo", "/backchannel_logout", and
+	// for other proxies "/auth" (forward auth) and "/start" (login start).
 	// Default: "/oauth2".
 	PathPrefix string `json:"path_prefix,omitempty"`
 
@@ -121,6 +123,9 @@ type Gatehouse struct {
 	ctx    context.Context // the config's lifetime: background work (revocation) ends with it
 	now    func() time.Time
 
+	slogger *slog.Logger // the libraries' logger: ctx.Slogger(), unless a test sets one
+	metrics *metrics     // the issuer's Prometheus counters and provider HTTP client (metrics.go)
+
 	// Parsed once at provisioning (config.go).
 	mode            mode
 	unauthenticated unauthenticatedAction
@@ -135,6 +140,8 @@ type Gatehouse struct {
 	signOutPath     string
 	userinfoPath    string
 	backchannelPath string
+	forwardAuthPath string
+	startPath       string
 
 	// Built at provisioning.
 	idp      *provider
@@ -194,6 +201,9 @@ func (Gatehouse) CaddyModule() caddy.ModuleInfo {
 func (g *Gatehouse) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
 	g.ctx = ctx
+	if g.slogger == nil {
+		g.slogger = ctx.Slogger()
+	}
 	if g.now == nil {
 		g.now = time.Now
 	}
@@ -215,11 +225,13 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if g.mode == modeAPI {
+		g.metrics.attach(g)
 		return nil
 	}
 	if err := g.provisionSessions(); err != nil {
 		return err
 	}
+	g.metrics.attach(g)
 	if g.CookieInsecure {
 		g.logger.Warn("cookie_insecure is set: session cookies lack the Secure attribute; use this for plain-HTTP development only")
 	}
@@ -235,7 +247,10 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 // sessions, the login's session group, and builds the provider.
 func (g *Gatehouse) provisionProvider(ctx caddy.Context) error {
 	var err error
-	if g.keys, err = takeKeyRegistry(g.Issuer, ctx.Slogger(), g.now); err != nil {
+	if g.metrics, err = takeMetrics(ctx.GetMetricsRegistry(), g.Issuer); err != nil {
+		return fmt.Errorf("gatehouse: metrics: %w", err)
+	}
+	if g.keys, err = takeKeyRegistry(g.Issuer, g.slogger, g.metrics.client, g.now); err != nil {
 		return err
 	}
 	if g.mode == modeLogin {
@@ -256,11 +271,11 @@ func (g *Gatehouse) provisionProvider(ctx caddy.Context) error {
 			g.group.forwarders.Add(1)
 		}
 	}
-	if g.idp, err = g.ProviderConfig.provision(ctx, ctx.Slogger(), g.keys.Get, g.claimSet(), g.now); err != nil {
+	if g.idp, err = g.ProviderConfig.provision(ctx, g.slogger, g.metrics.client, g.keys.Get, g.claimSet(), g.now); err != nil {
 		return errProvider(err)
 	}
 	if g.mode == modeLogin {
-		err = g.ProviderConfig.provisionClient(g.idp, g.group, time.Duration(g.RefreshBefore), g.now)
+		err = g.ProviderConfig.provisionClient(g.idp, g.group, g.metrics, time.Duration(g.RefreshBefore), g.now)
 		if err != nil {
 			return errProvider(err)
 		}
@@ -337,6 +352,11 @@ func (g *Gatehouse) provisionSessions() error {
 // Cleanup stops the background work Provision started and lets go of the
 // shared state; it is safe after a failed Provision.
 func (g *Gatehouse) Cleanup() error {
+	if g.metrics != nil {
+		g.metrics.detach(g)
+		releaseMetrics(g.metrics)
+		g.metrics = nil
+	}
 	if g.idp != nil {
 		g.idp.meta.Close()
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -121,10 +122,11 @@ type provider struct {
 	logout     logoutVerifier
 }
 
-// provision builds the provider; ctx bounds its background work. keySet shares JWKS caches (shared.go);
+// provision builds the provider; ctx bounds its background work. client
+// talks to the provider; keySet shares JWKS caches (shared.go);
 // keep lists the claims sessions of this provider keep beyond the
 // standard ones; withClient is false in bearer { only } mode.
-func (pc *ProviderConfig) provision(ctx context.Context, logger *slog.Logger, keySet func(string) (verify.KeySet, error), keep *identity.ClaimSet, now func() time.Time) (*provider, error) {
+func (pc *ProviderConfig) provision(ctx context.Context, logger *slog.Logger, client *http.Client, keySet func(string) (verify.KeySet, error), keep *identity.ClaimSet, now func() time.Time) (*provider, error) {
 	meta, err := flow.NewProvider(ctx, flow.ProviderOptions{
 		Issuer: pc.Issuer,
 		Endpoints: flow.Endpoints{
@@ -134,9 +136,10 @@ func (pc *ProviderConfig) provision(ctx context.Context, logger *slog.Logger, ke
 			JWKS:          pc.JWKSURI,
 			EndSession:    pc.EndSessionEndpoint,
 		},
-		KeySet: keySet,
-		Now:    now,
-		Logger: logger,
+		HTTPClient: client,
+		KeySet:     keySet,
+		Now:        now,
+		Logger:     logger,
 	})
 	if err != nil {
 		return nil, err
@@ -151,8 +154,8 @@ func (pc *ProviderConfig) provision(ctx context.Context, logger *slog.Logger, ke
 }
 
 // provisionClient adds the login client and what it brings (refresh,
-// revocation, end-session) to p.
-func (pc *ProviderConfig) provisionClient(p *provider, group *sessionGroup, refreshBefore time.Duration, now func() time.Time) error {
+// revocation, end-session) to p; m counts its refreshes.
+func (pc *ProviderConfig) provisionClient(p *provider, group *sessionGroup, m *metrics, refreshBefore time.Duration, now func() time.Time) error {
 	client, err := flow.NewClient(flow.ClientOptions{
 		Provider:     p.meta,
 		ClientID:     pc.ClientID,
@@ -168,7 +171,8 @@ func (pc *ProviderConfig) provisionClient(p *provider, group *sessionGroup, refr
 	if err != nil {
 		return err
 	}
-	refresh, err := flow.NewRefresher(flow.RefresherOptions{Client: client, Before: refreshBefore, Now: now, Group: group.refresh, Lease: group.lease})
+	counted, lease := m.countRefreshes(client, group.lease)
+	refresh, err := flow.NewRefresher(flow.RefresherOptions{Client: counted, Before: refreshBefore, Now: now, Group: group.refresh, Lease: lease})
 	if err != nil {
 		return err
 	}

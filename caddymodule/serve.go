@@ -20,17 +20,24 @@ import (
 //  1. stripRequest: the identity headers a client sent are deleted, on
 //     every request, whatever happens next;
 //  2. endpoint: gatehouse's own endpoints under path_prefix (callback,
-//     sign-out, userinfo, back-channel logout) answer the request themselves;
+//     sign-out, userinfo, back-channel logout, forward auth, login start)
+//     answer the request themselves;
 //  3. authenticate: a bearer token, or else the session, says who it is;
 //  4. authorize: the allow_* rules decide whether that user may pass;
 //  5. respond: pass with the identity; or refuse (401, 403, 503), start a
 //     login, or let an anonymous request through (`unauthenticated allow`,
-//     `public_paths`).
+//     `public_paths`). For a forward-auth subrequest, steps 3 to 5 answer
+//     the fronting proxy instead (forwardauth.go).
 func (g *Gatehouse) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	g.stripRequest(r)
 	if serve := g.endpoint(r.URL.Path); serve != nil {
 		return serve(w, r)
 	}
+	return g.admit(w, r, next)
+}
+
+// admit is steps 3 to 5: authenticate, authorize, respond.
+func (g *Gatehouse) admit(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	p, err := g.authenticate(w, r)
 	if err != nil {
 		return g.refuse(w, r, next, err)
@@ -59,6 +66,10 @@ func (g *Gatehouse) endpoint(path string) func(http.ResponseWriter, *http.Reques
 		serve = g.serveUserinfo
 	case g.backchannelPath:
 		serve = g.serveBackchannelLogout
+	case g.forwardAuthPath:
+		return g.serveForwardAuth // bearer tokens too: it answers in every mode
+	case g.startPath:
+		serve = g.serveStart
 	default:
 		return nil
 	}
@@ -141,6 +152,7 @@ func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*sessi
 		}
 	}
 	if err != nil {
+		g.metrics.sessionEnded(err)
 		if g.sessions.HasSession(r) {
 			if c := g.logger.Check(zapcore.DebugLevel, "session cookie not usable"); c != nil {
 				c.Write(zap.Error(err))
@@ -189,15 +201,23 @@ func (g *Gatehouse) refuse(w http.ResponseWriter, r *http.Request, next caddyhtt
 	case g.mode == modeAPI:
 		return g.bearerFailed(w, r, verify.ErrNoToken)
 	case g.unauthenticated == unauth401, g.unauthenticated == unauthDefault && !isNavigation(r):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
-		return fail(w, r, problem{
-			status:  http.StatusUnauthorized,
-			code:    "unauthenticated",
-			title:   "Sign-in required",
-			message: "This resource requires you to sign in.",
-		}, errors.New("gatehouse: no session"))
+		return signInRequired(w, r)
+	}
+	if _, ok := next.(forwardAnswer); ok {
+		return g.forwardLogin(w, r) // a subrequest: the fronting proxy sends the browser
 	}
 	return g.startLogin(w, r)
+}
+
+// signInRequired answers 401: nobody is signed in, and no login starts.
+func signInRequired(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
+	return fail(w, r, problem{
+		status:  http.StatusUnauthorized,
+		code:    "unauthenticated",
+		title:   "Sign-in required",
+		message: "This resource requires you to sign in.",
+	}, errors.New("gatehouse: no session"))
 }
 
 // storeUnavailable: the session store (Redis) cannot be reached.

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -35,10 +36,10 @@ var (
 type keyRegistry struct{ *verify.RemoteKeySets }
 
 // takeKeyRegistry holds the issuer's registry until releaseKeyRegistry;
-// logger and now serve its key sets, if this call creates it.
-func takeKeyRegistry(issuer string, logger *slog.Logger, now func() time.Time) (*keyRegistry, error) {
+// logger, client and now serve its key sets, if this call creates it.
+func takeKeyRegistry(issuer string, logger *slog.Logger, client *http.Client, now func() time.Time) (*keyRegistry, error) {
 	val, _, err := keyRegistries.LoadOrNew(issuer, func() (caddy.Destructor, error) {
-		return &keyRegistry{verify.NewRemoteKeySets(context.Background(), verify.RemoteOptions{Logger: logger, Now: now})}, nil
+		return &keyRegistry{verify.NewRemoteKeySets(context.Background(), verify.RemoteOptions{HTTPClient: client, Logger: logger, Now: now})}, nil
 	})
 	if err != nil {
 		return nil, err

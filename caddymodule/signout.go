@@ -64,6 +64,7 @@ func (g *Gatehouse) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 			g.revokeAtProvider(sess.RefreshToken)
 		}
 		g.logger.Info("signed out", zap.String("sub", sess.Subject), zap.String("user", sess.User))
+		g.metrics.revoked[revokedSignOut].Inc()
 	}
 	g.sessions.ClearAll(w, r)
 	w.Header().Set("Cache-Control", "no-store")

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/httpx"
 	"github.com/gatehouse-auth/gatehouse/session"
 	"github.com/gatehouse-auth/gatehouse/verify"
 )
@@ -218,9 +219,9 @@ func (c *Client) oauth2Config(meta *Metadata, redirectURL string) *oauth2.Config
 }
 
 // withHTTPClient is the one place the provider HTTP client enters a
-// context, where x/oauth2 looks for it.
+// context, where x/oauth2 looks for it, for the token endpoint.
 func (c *Client) withHTTPClient(ctx context.Context) context.Context {
-	return context.WithValue(ctx, oauth2.HTTPClient, c.p.opts.HTTPClient)
+	return context.WithValue(httpx.WithEndpoint(ctx, httpx.EndpointToken), oauth2.HTTPClient, c.p.opts.HTTPClient)
 }
 
 // StartLogin begins a login: unless the provider cannot be reached now
@@ -346,7 +347,7 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 	if err != nil {
 		err = exchangeError(err)
 	}
-	c.p.observe(err)
+	c.p.observeToken(ctx, err)
 	if err != nil {
 		return nil, err
 	}

@@ -75,7 +75,7 @@ type discoveryDoc struct {
 // discover fetches and checks the provider's discovery document.
 func discover(ctx context.Context, client *http.Client, issuer string) (*Metadata, error) {
 	wellKnown := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wellKnown, nil)
+	req, err := http.NewRequestWithContext(httpx.WithEndpoint(ctx, httpx.EndpointDiscovery), http.MethodGet, wellKnown, nil)
 	if err != nil {
 		return nil, err
 	}

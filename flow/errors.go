@@ -127,7 +127,7 @@ func exchangeError(err error) error {
 
 // userinfo fetches the userinfo endpoint with the access token.
 func (c *Client) userinfo(ctx context.Context, endpoint, accessToken string) (map[string]any, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	req, err := http.NewRequestWithContext(httpx.WithEndpoint(ctx, httpx.EndpointUserinfo), http.MethodGet, endpoint, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUserinfo, err)
 	}

@@ -43,3 +43,19 @@ func (p *Provider) Available(ctx context.Context, meta *Metadata) error {
 func (p *Provider) observe(err error) {
 	p.suspect.Store(errors.Is(err, ErrProviderUnavailable))
 }
+
+// observeToken is observe for a call to the token endpoint, whose
+// reachability changes are logged too: one warning when it stops
+// answering, one info line when it answers again (an answer may be a
+// refusal). A call whose ctx ended (the client went away) tells nothing.
+func (p *Provider) observeToken(ctx context.Context, err error) {
+	p.observe(err)
+	if ctx.Err() != nil {
+		return
+	}
+	var down error
+	if errors.Is(err, ErrProviderUnavailable) {
+		down = err
+	}
+	p.token.Record(p.opts.Logger, down, "issuer", p.opts.Issuer, "endpoint", "token")
+}

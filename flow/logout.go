@@ -53,7 +53,7 @@ func (c *Client) Revoke(ctx context.Context, token, hint string) error {
 		return nil
 	}
 	form := url.Values{"token": {token}, "token_type_hint": {hint}}
-	req, err := c.authenticatedPost(ctx, meta.Endpoints.Revocation, form)
+	req, err := c.authenticatedPost(httpx.WithEndpoint(ctx, httpx.EndpointRevocation), meta.Endpoints.Revocation, form)
 	if err != nil {
 		return err
 	}

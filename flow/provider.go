@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/internal/flight"
+	"github.com/gatehouse-auth/gatehouse/internal/health"
 	"github.com/gatehouse-auth/gatehouse/internal/httpx"
 	"github.com/gatehouse-auth/gatehouse/verify"
 )
@@ -32,7 +33,9 @@ type ProviderOptions struct {
 	KeySet func(jwksURI string) (verify.KeySet, error)
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
-	// Logger receives provider trouble. Default: discard.
+	// Logger receives provider trouble: a warning when discovery, the
+	// JWKS or the token endpoint becomes unreachable, an info line when
+	// it is back (see health.go). Default: discard.
 	Logger *slog.Logger
 }
 
@@ -53,6 +56,10 @@ type Provider struct {
 	owned   *verify.RemoteKeySets // without ProviderOptions.KeySet
 
 	suspect atomic.Bool // a recent call found the provider unreachable (health.go)
+	// discovery and token log their reachability changes (health.go).
+	discovery, token health.Endpoint
+	// discoveries and discoveryFailures count discovery fetches (Stats).
+	discoveries, discoveryFailures atomic.Uint64
 }
 
 // NewProvider checks opts and returns a Provider. It makes no network
@@ -92,6 +99,28 @@ func (p *Provider) Close() {
 // Issuer returns the configured issuer.
 func (p *Provider) Issuer() string { return p.opts.Issuer }
 
+// ProviderStats counts a Provider's discovery fetches by outcome.
+type ProviderStats struct {
+	Discoveries, DiscoveryFailures uint64
+}
+
+// Stats returns the discovery counts (metrics). With every needed
+// endpoint configured nothing is fetched, and nothing counted.
+func (p *Provider) Stats() ProviderStats {
+	return ProviderStats{Discoveries: p.discoveries.Load(), DiscoveryFailures: p.discoveryFailures.Load()}
+}
+
+// countDiscovery counts a discovery that fetched the document.
+func (p *Provider) countDiscovery(err error) {
+	switch {
+	case p.opts.Endpoints.complete():
+	case err == nil:
+		p.discoveries.Add(1)
+	default:
+		p.discoveryFailures.Add(1)
+	}
+}
+
 // Metadata returns the provider's metadata, discovering it first if
 // needed. Concurrent callers share one discovery. While the provider is
 // unreachable it fails fast with ErrProviderUnavailable, retrying with
@@ -124,14 +153,20 @@ func (p *Provider) discover() time.Duration {
 		p.lastErr = err
 		wait := backoff(p.fails)
 		if p.ctx.Err() == nil {
-			p.opts.Logger.Warn("OpenID provider discovery failed; retrying later",
-				"issuer", p.opts.Issuer, "retry_in", wait.String(), "error", err.Error())
+			p.countDiscovery(err)
+			if !p.discovery.Record(p.opts.Logger, err, "issuer", p.opts.Issuer, "endpoint", "discovery", "retry_in", wait.String()) {
+				p.opts.Logger.Debug("OpenID provider discovery failed again; retrying later",
+					"issuer", p.opts.Issuer, "retry_in", wait.String(), "error", err.Error())
+			}
 		}
 		return wait
 	}
 	p.fails, p.lastErr = 0, nil
 	p.meta.Store(meta)
-	p.opts.Logger.Info("OpenID provider ready", "issuer", p.opts.Issuer)
+	p.countDiscovery(nil)
+	if !p.discovery.Record(p.opts.Logger, nil, "issuer", p.opts.Issuer, "endpoint", "discovery") {
+		p.opts.Logger.Info("OpenID provider ready", "issuer", p.opts.Issuer)
+	}
 	return 0
 }
 

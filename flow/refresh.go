@@ -43,7 +43,7 @@ func (c *Client) Refresh(ctx context.Context, s *session.Session) (*Result, erro
 	if err != nil {
 		err = exchangeError(err)
 	}
-	c.p.observe(err)
+	c.p.observeToken(ctx, err)
 	if err != nil {
 		var ee *ExchangeError
 		if errors.As(err, &ee) {

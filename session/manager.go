@@ -85,6 +85,18 @@ type Manager struct {
 	cache         *lru.Cache[uint64, decoded] // nil: no cache
 	cached        atomic.Int64                // bytes held by the cache (cost of its entries)
 	seed          maphash.Seed
+	hits, misses  atomic.Uint64 // cache lookups by outcome (Stats)
+}
+
+// CacheStats counts the decoded-session cache's lookups by outcome: a hit
+// is a cookie not unsealed again.
+type CacheStats struct {
+	Hits, Misses uint64
+}
+
+// Stats returns the cache counters (zero without a cache).
+func (m *Manager) Stats() CacheStats {
+	return CacheStats{Hits: m.hits.Load(), Misses: m.misses.Load()}
 }
 
 // decoded is a cached Load result. sealed is kept to compare in full: only
@@ -195,12 +207,15 @@ func (m *Manager) decode(ctx context.Context, parts []string) (sess *Session, ro
 			if !now.Before(e.until) {
 				m.cache.Remove(key)
 			} else if e.sess != nil {
+				m.hits.Add(1)
 				return e.sess, e.rotate, nil
 			} else {
+				m.hits.Add(1)
 				sess, err := m.load(ctx, e.value, now)
 				return sess, e.rotate, err
 			}
 		}
+		m.misses.Add(1)
 	}
 	sealed := joinChunks(parts)
 	value, rotate, err := m.unseal(sealed)

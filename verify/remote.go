@@ -16,6 +16,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/gatehouse-auth/gatehouse/internal/flight"
+	"github.com/gatehouse-auth/gatehouse/internal/health"
 	"github.com/gatehouse-auth/gatehouse/internal/httpx"
 )
 
@@ -42,7 +43,9 @@ type RemoteOptions struct {
 	RefreshInterval time.Duration
 	// Now is the clock for the rate limit. Default time.Now.
 	Now func() time.Time
-	// Logger receives fetch failures. Default: discard.
+	// Logger receives fetch failures: a warning when fetches start
+	// failing, an info line when one works again, debug lines between.
+	// Default: discard.
 	Logger *slog.Logger
 }
 
@@ -61,6 +64,8 @@ type RemoteKeySet struct {
 	keys     atomic.Pointer[keyList]
 	gate     flight.Gate
 	fetches  atomic.Int64
+	failures atomic.Int64
+	health   health.Endpoint       // logs the changes of reachability
 	onDemand atomic.Bool           // a fetch of ours (not the background refresh) runs
 	lastErr  atomic.Pointer[error] // the latest fetch's error; nil after a success
 	gen      atomic.Uint64         // counts changes of the keys (see generation)
@@ -110,6 +115,37 @@ func (r *RemoteKeySet) Close() { r.cancel() }
 // demand or in the background (metrics, tests).
 func (r *RemoteKeySet) Fetches() int64 { return r.fetches.Load() }
 
+// FetchStats counts JWKS fetches by outcome.
+type FetchStats struct {
+	OK, Failed uint64
+}
+
+// FetchStats returns how many fetches of the document, on demand or in
+// the background, succeeded and failed (metrics).
+func (r *RemoteKeySet) FetchStats() FetchStats {
+	return FetchStats{OK: uint64(r.fetches.Load()), Failed: uint64(r.failures.Load())}
+}
+
+// fetched records the outcome of a fetch, on demand or in the background:
+// for Err, FetchStats and the log (a warning when fetches start failing,
+// an info line when one works again, debug lines between). Failures
+// after Close are not the provider's doing and are not counted.
+func (r *RemoteKeySet) fetched(err error) {
+	if err == nil {
+		r.fetches.Add(1)
+		r.lastErr.Store(nil)
+	} else {
+		r.lastErr.Store(&err)
+		if r.ctx.Err() != nil {
+			return
+		}
+		r.failures.Add(1)
+	}
+	if !r.health.Record(r.opts.Logger, err, "endpoint", "jwks", "jwks_uri", r.url) && err != nil {
+		r.opts.Logger.Debug("fetching the provider's JWKS failed again; keeping the previous keys", "jwks_uri", r.url, "error", err.Error())
+	}
+}
+
 // store is the jwk.Cache post-fetch hook: every successfully fetched and
 // parsed JWKS becomes the new snapshot.
 func (r *RemoteKeySet) store(_ string, set jwk.Set) (jwk.Set, error) {
@@ -120,8 +156,7 @@ func (r *RemoteKeySet) store(_ string, set jwk.Set) (jwk.Set, error) {
 	if old := r.keys.Swap(&keys); old != nil && !sameKeys(*old, keys) {
 		r.gen.Add(1)
 	}
-	r.fetches.Add(1)
-	r.lastErr.Store(nil)
+	r.fetched(nil)
 	if !r.onDemand.Load() {
 		// A background refresh succeeded: a key id it lacks is worth one
 		// fetch at once (a rotation may have followed it).
@@ -181,10 +216,7 @@ func (r *RemoteKeySet) fetch() bool {
 	r.onDemand.Store(true)
 	defer r.onDemand.Store(false)
 	if _, err := r.cache.Refresh(r.ctx, r.url); err != nil {
-		r.lastErr.Store(&err)
-		if r.ctx.Err() == nil {
-			r.opts.Logger.Warn("fetching the provider's JWKS failed; keeping the previous keys", "jwks_uri", r.url, "error", err)
-		}
+		r.fetched(err)
 		return false
 	}
 	return true
@@ -213,7 +245,7 @@ func (r *RemoteKeySet) Probe(ctx context.Context) error {
 // errSink receives the background refresh's failures.
 type errSink struct{ r *RemoteKeySet }
 
-func (s errSink) Error(err error) { s.r.lastErr.Store(&err) }
+func (s errSink) Error(err error) { s.r.fetched(err) }
 
 // getter adapts an *http.Client to jwx's fetcher: it reads the (capped)
 // body in full and closes the connection's body, which jwx does not do, and
@@ -224,7 +256,11 @@ type getter struct {
 }
 
 func (g getter) Get(u string) (*http.Response, error) {
-	resp, err := g.client.Get(u)
+	req, err := http.NewRequestWithContext(httpx.WithEndpoint(g.keys.ctx, httpx.EndpointJWKS), http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := g.client.Do(req)
 	if err != nil {
 		return nil, err
 	}

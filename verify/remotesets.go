@@ -50,3 +50,16 @@ func (s *RemoteKeySets) Close() {
 	}
 	s.sets = nil
 }
+
+// FetchStats sums the FetchStats of every set (zero once closed).
+func (s *RemoteKeySets) FetchStats() FetchStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sum FetchStats
+	for _, ks := range s.sets {
+		st := ks.FetchStats()
+		sum.OK += st.OK
+		sum.Failed += st.Failed
+	}
+	return sum
+}

@@ -1,6 +1,7 @@
 // Package harness holds what the programs that start gatehouse for real
 // (the browser suite in e2e and the load benchmark in bench) both need:
-// the repository root, to build cmd/caddy, and free loopback ports.
+// the repository root, to build cmd/caddy, and free loopback ports; and
+// the process handling of the test servers (testredis, testnginx).
 package harness
 
 import (

@@ -23,7 +23,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,8 +51,7 @@ type Server struct {
 	port int
 
 	mu   sync.Mutex
-	cmd  *exec.Cmd     // the running process; nil when stopped
-	done chan struct{} // closed when cmd has exited
+	proc *harness.Process // the running process; nil when stopped
 }
 
 // Start starts a redis-server for the test, in a directory of t.TempDir(),
@@ -115,7 +113,7 @@ func (s *Server) logPath() string { return filepath.Join(s.dir, "redis.log") }
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd != nil {
+	if s.proc != nil {
 		return errors.New("testredis: already running")
 	}
 	cmd := exec.Command(s.bin,
@@ -133,22 +131,18 @@ func (s *Server) start() error {
 	cmd.Dir = s.dir
 	cmd.Stdout = io.Discard
 	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
+	proc, err := harness.Start(cmd)
+	if err != nil {
 		return fmt.Errorf("testredis: starting redis-server: %w", err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	s.cmd, s.done = cmd, done
+	s.proc = proc
 
 	deadline := time.Now().Add(startTimeout)
 	for {
 		select {
-		case <-done:
-			s.cmd, s.done = nil, nil
-			return fmt.Errorf("testredis: redis-server on %s exited while starting (%s); its log:\n%s", s.Addr(), cmd.ProcessState, s.logTail())
+		case <-proc.Exited():
+			s.proc = nil
+			return fmt.Errorf("testredis: redis-server on %s exited while starting (%s); its log:\n%s", s.Addr(), proc.State(), s.logTail())
 		default:
 		}
 		if reply, err := s.do("PING"); err == nil && reply == "PONG" {
@@ -171,17 +165,11 @@ func (s *Server) Stop() {
 }
 
 func (s *Server) stopLocked() {
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(stopTimeout):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.cmd, s.done = nil, nil
+	s.proc.Stop(stopTimeout)
+	s.proc = nil
 }
 
 // Restart stops the server if it runs and starts it again on the same
@@ -196,7 +184,7 @@ func (s *Server) Restart() error {
 func (s *Server) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.cmd != nil
+	return s.proc != nil
 }
 
 // Do sends one command and returns its reply: a status or bulk string as
