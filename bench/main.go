@@ -17,7 +17,6 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -27,11 +26,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,6 +41,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-auth/gatehouse/devidp"
+	"github.com/gatehouse-auth/gatehouse/internal/benchenv"
 	"github.com/gatehouse-auth/gatehouse/internal/harness"
 	"github.com/gatehouse-auth/gatehouse/internal/testredis"
 )
@@ -123,7 +120,7 @@ func run() error {
 	fmt.Println("session cookies (Cookie header bytes, chunks):")
 	for i := range logins {
 		l := &logins[i]
-		if l.cookie, err = e.login(l.site, l.user); err != nil {
+		if l.cookie, err = benchenv.Login(l.site, l.user); err != nil {
 			return err
 		}
 		fmt.Printf("  %-40s %5d B, %d chunk(s)\n", l.what, len(l.cookie), strings.Count(l.cookie, "_gatehouse"))
@@ -191,15 +188,9 @@ func ensureWrk() error {
 }
 
 func (e *env) start() error {
-	root, err := harness.RepoRoot()
+	caddyBin, err := benchenv.BuildCaddy(e.tmp)
 	if err != nil {
 		return err
-	}
-	caddyBin := filepath.Join(e.tmp, "caddy")
-	build := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
 	}
 
 	e.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -280,7 +271,7 @@ func (e *env) start() error {
 		return err
 	}
 	for _, site := range sites {
-		if err := waitUp(*site); err != nil {
+		if err := benchenv.WaitUp(*site); err != nil {
 			return fmt.Errorf("caddy did not start serving %s: %w", *site, err)
 		}
 	}
@@ -301,12 +292,7 @@ func (e *env) stop() {
 }
 
 func startIDP(alg string, users []devidp.User) (*devidp.Provider, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	p, err := devidp.New(devidp.Config{
-		Issuer:    "http://" + l.Addr().String(),
+	return benchenv.StartIDP(devidp.Config{
 		Clients:   []devidp.Client{{ID: clientID, Secret: clientSecret, Audience: audience}},
 		Users:     users,
 		Algorithm: alg,
@@ -314,68 +300,6 @@ func startIDP(alg string, users []devidp.User) (*devidp.Provider, error) {
 		// in the sessions and as bearer tokens.
 		RealisticAccessTokens: true,
 	})
-	if err != nil {
-		return nil, err
-	}
-	go http.Serve(l, p)
-	return p, nil
-}
-
-// login walks a real login as user at the gatehouse site and returns the
-// Cookie header value that carries the session.
-func (e *env) login(site, user string) (string, error) {
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	get := func(u string) (*http.Response, string, error) {
-		req, _ := http.NewRequest("GET", u, nil)
-		req.Header.Set("Accept", "text/html")
-		resp, err := c.Do(req)
-		if err != nil {
-			return nil, "", err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b), nil
-	}
-	resp, _, err := get(site + "/")
-	if err != nil {
-		return "", err
-	}
-	authorize := resp.Header.Get("Location")
-	_, page, err := get(authorize)
-	if err != nil {
-		return "", err
-	}
-	form := url.Values{}
-	for _, m := range regexp.MustCompile(`name="([^"]+)" value="([^"]*)"`).FindAllStringSubmatch(page, -1) {
-		if m[1] != "user" && m[1] != "action" {
-			form.Set(m[1], strings.NewReplacer("&amp;", "&", "&#43;", "+", "&#34;", `"`).Replace(m[2]))
-		}
-	}
-	form.Set("user", user)
-	u, _ := url.Parse(authorize)
-	u.RawQuery = ""
-	resp, err = c.PostForm(u.String(), form)
-	if err != nil {
-		return "", err
-	}
-	resp.Body.Close()
-	if resp, _, err = get(resp.Header.Get("Location")); err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusFound {
-		return "", fmt.Errorf("login as %s: callback answered %d", user, resp.StatusCode)
-	}
-	siteURL, _ := url.Parse(site)
-	var parts []string
-	for _, ck := range jar.Cookies(siteURL) {
-		parts = append(parts, ck.Name+"="+ck.Value)
-	}
-	if len(parts) == 0 {
-		return "", fmt.Errorf("login as %s: no session cookie", user)
-	}
-	return strings.Join(parts, "; "), nil
 }
 
 // mintToFile mints n distinct access tokens with p, one per line.
@@ -719,7 +643,7 @@ func dur(ns float64) string {
 // process's RSS before, during and after.
 func (e *env) memory(n int) error {
 	fmt.Printf("\nmemory: %d distinct valid tokens (ES256, minted on the fly) to a bearer site with cache_size %d\n", n, cacheSize)
-	before, err := rss(e.caddy.Process.Pid)
+	before, err := benchenv.RSS(e.caddy.Process.Pid)
 	if err != nil {
 		return err
 	}
@@ -738,7 +662,7 @@ func (e *env) memory(n int) error {
 			case <-done:
 				return
 			case <-t.C:
-				if v, err := rss(e.caddy.Process.Pid); err == nil {
+				if v, err := benchenv.RSS(e.caddy.Process.Pid); err == nil {
 					peakMu.Lock()
 					peak = max(peak, v)
 					peakMu.Unlock()
@@ -775,33 +699,15 @@ func (e *env) memory(n int) error {
 	wg.Wait()
 	close(done)
 	runtime.GC()
-	after, err := rss(e.caddy.Process.Pid)
+	after, err := benchenv.RSS(e.caddy.Process.Pid)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("sent %d tokens in %s (%d refused)\n", n, time.Since(start).Round(time.Second), refused.Load())
 	fmt.Printf("Caddy RSS: %s before, %s peak, %s after: growth %s, bounded by cache_size %d\n",
-		mb(before), mb(peak), mb(after), mb(cmp.Or(after-before, 0)), cacheSize)
+		benchenv.MB(before), benchenv.MB(peak), benchenv.MB(after), benchenv.MB(cmp.Or(after-before, 0)), cacheSize)
 	return nil
 }
-
-func rss(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, errors.New("no VmRSS")
-}
-
-func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
 
 func cpuModel() string {
 	b, err := os.ReadFile("/proc/cpuinfo")
@@ -814,19 +720,4 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
-}
-
-func waitUp(site string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(site + "/")
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

@@ -152,6 +152,7 @@ type Gatehouse struct {
 	keys     *keyRegistry
 	group    *sessionGroup
 	groupKey string
+	released bool // Cleanup ran
 }
 
 // BearerConfig enables bearer-token validation for APIs: requests with
@@ -350,19 +351,25 @@ func (g *Gatehouse) provisionSessions() error {
 }
 
 // Cleanup stops the background work Provision started and lets go of the
-// shared state; it is safe after a failed Provision.
+// shared state; it is safe after a failed Provision, and a second call does
+// nothing. After a reload Caddy cleans up the old config without waiting
+// for its requests still in flight, so Cleanup leaves the fields those
+// requests read (metrics, group, keys) in place: they stay valid, held by
+// the new config.
 func (g *Gatehouse) Cleanup() error {
+	if g.released {
+		return nil
+	}
+	g.released = true
 	if g.metrics != nil {
 		g.metrics.detach(g)
 		releaseMetrics(g.metrics)
-		g.metrics = nil
 	}
 	if g.idp != nil {
 		g.idp.meta.Close()
 	}
 	if g.keys != nil {
 		releaseKeyRegistry(g.Issuer)
-		g.keys = nil
 	}
 	if g.group != nil {
 		g.group.claims.Remove(g.claimsNeeded...)
@@ -370,7 +377,6 @@ func (g *Gatehouse) Cleanup() error {
 			g.group.forwarders.Add(-1)
 		}
 		releaseSessionGroup(g.groupKey)
-		g.group, g.groupKey = nil, ""
 	}
 	return nil
 }

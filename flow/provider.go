@@ -173,7 +173,10 @@ func (p *Provider) discover() time.Duration {
 func (p *Provider) fetchMetadata() (*Metadata, error) {
 	meta := &Metadata{Issuer: p.opts.Issuer, Endpoints: p.opts.Endpoints}
 	if !p.opts.Endpoints.complete() {
-		ctx, cancel := context.WithTimeout(p.ctx, p.opts.HTTPClient.Timeout+time.Second)
+		// Not cancelled by Close: requests still in flight on a config
+		// that is being replaced need the metadata too (a reload cleans
+		// the old config up without waiting for them); the timeout bounds it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), p.opts.HTTPClient.Timeout+time.Second)
 		defer cancel()
 		found, err := discover(ctx, p.opts.HTTPClient, p.opts.Issuer)
 		if err != nil {

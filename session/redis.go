@@ -298,6 +298,18 @@ func (s *RedisStore) TryLease(ctx context.Context, sess *Session, ttl time.Durat
 	release = func() {
 		_ = releaseLease.Exec(context.WithoutCancel(ctx), s.opts.Client, []string{key}, []string{token}).Error()
 	}
+	// sess may have been read before another instance refreshed it and
+	// ended its lease: then the lease is free again, but sess's refresh
+	// token is spent. Look at Redis itself; the waiter's path finds the
+	// refreshed session.
+	var k [recordKeyLen]byte
+	if copy(k[:], sess.storeKey) == recordKeyLen {
+		current, err := s.load(ctx, sess.ID, k, false)
+		if err == nil && refreshedSince(current, sess) {
+			release()
+			return nil, false, nil
+		}
+	}
 	return release, true, nil
 }
 
