@@ -85,10 +85,10 @@ type CookieStoreOptions struct {
 // RedisStore makes revocation cluster-wide.
 type CookieStore struct {
 	now       func() time.Time
-	revoked   *lru.Cache[string, time.Time]      // session ID → until
-	logouts   *lru.Cache[string, ProviderLogout] // "sid:"+SID or "sub:"+Subject → the logout
-	used      *lru.Cache[string, time.Time]      // FirstUse key → until
-	anyLogout atomic.Bool                        // false until the first logout: no lookup on the hot path
+	revoked   *lru.Cache[string, time.Time]         // session ID → until
+	logouts   *lru.Cache[logoutKey, ProviderLogout] // provider session or subject → the logout
+	used      *lru.Cache[string, time.Time]         // FirstUse key → until
+	anyLogout atomic.Bool                           // false until the first logout: no lookup on the hot path
 }
 
 // NewCookieStore returns a CookieStore with an empty denylist.
@@ -102,7 +102,7 @@ func NewCookieStore(opts CookieStoreOptions) *CookieStore {
 	// New fails only for a size ≤ 0.
 	s := &CookieStore{now: opts.Now}
 	s.revoked, _ = lru.New[string, time.Time](opts.MaxRevoked)
-	s.logouts, _ = lru.New[string, ProviderLogout](opts.MaxRevoked)
+	s.logouts, _ = lru.New[logoutKey, ProviderLogout](opts.MaxRevoked)
 	s.used, _ = lru.New[string, time.Time](opts.MaxRevoked)
 	return s
 }
@@ -143,7 +143,7 @@ func (s *CookieStore) Revoked(_ context.Context, sess *Session) (bool, error) {
 	if !s.anyLogout.Load() {
 		return false, nil
 	}
-	for _, key := range [2]string{"sid:" + sess.SID, "sub:" + sess.Subject} {
+	for _, key := range [2]logoutKey{{bySID: true, value: sess.SID}, {value: sess.Subject}} {
 		if l, ok := s.logouts.Get(key); ok && now.Before(l.Until) && l.ends(sess) {
 			return true, nil
 		}
@@ -151,12 +151,20 @@ func (s *CookieStore) Revoked(_ context.Context, sess *Session) (bool, error) {
 	return false, nil
 }
 
+// logoutKey names what a provider logout ended: a provider session (sid)
+// or a subject. A struct, not a concatenation: Revoked builds one per
+// request without allocating.
+type logoutKey struct {
+	bySID bool
+	value string
+}
+
 // EndProviderSession puts the provider session (or, without one, the
 // subject) on the denylist until l.Until. It never fails.
 func (s *CookieStore) EndProviderSession(_ context.Context, l ProviderLogout) error {
-	key := "sub:" + l.Subject
+	key := logoutKey{value: l.Subject}
 	if l.SID != "" {
-		key = "sid:" + l.SID
+		key = logoutKey{bySID: true, value: l.SID}
 	}
 	if prev, ok := s.logouts.Get(key); ok && prev.At.After(l.At) {
 		return nil // a later logout of the same session or user already ends more

@@ -148,3 +148,15 @@ func TestCookieStoreFirstUse(t *testing.T) {
 		t.Fatal("a key past its until is still remembered")
 	}
 }
+
+// TestCookieStoreRevokedDoesNotAllocate: after a back-channel logout the
+// denylist is asked on every request; the question costs no allocation.
+func TestCookieStoreRevokedDoesNotAllocate(t *testing.T) {
+	ctx := context.Background()
+	s := NewCookieStore(CookieStoreOptions{Now: (&clock{epoch}).now})
+	_ = s.EndProviderSession(ctx, ProviderLogout{SID: "op-1", At: epoch, Until: epoch.Add(time.Hour)})
+	sess := &Session{ID: "x", Identity: identity.Identity{Subject: "a-subject-of-forty-bytes-like-entra-ids"}, SID: "a-provider-session-id-longer-than-32-bytes", Created: epoch.Unix()}
+	if n := testing.AllocsPerRun(100, func() { _, _ = s.Revoked(ctx, sess) }); n != 0 {
+		t.Fatalf("Revoked allocates %.0f times per call", n)
+	}
+}
