@@ -39,9 +39,18 @@ func (tb *tab) log() *tab {
 // private window) with one tab.
 func newBrowser(t *testing.T) *tab {
 	t.Helper()
+	return newBrowserFor(t, tabTimeout)
+}
+
+// tabTimeout bounds a test's tab.
+const tabTimeout = 2 * time.Minute
+
+// newBrowserFor is newBrowser for a test that needs its tab for d.
+func newBrowserFor(t *testing.T, d time.Duration) *tab {
+	t.Helper()
 	ctx, cancel := chromedp.NewContext(env.browser, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
-	return startTab(t, ctx)
+	return startTab(t, ctx, d)
 }
 
 // newTab opens another tab in the same browser context as tb.
@@ -49,11 +58,11 @@ func (tb *tab) newTab() *tab {
 	tb.t.Helper()
 	ctx, cancel := chromedp.NewContext(tb.ctx)
 	tb.t.Cleanup(cancel)
-	return startTab(tb.t, ctx)
+	return startTab(tb.t, ctx, tabTimeout)
 }
 
-func startTab(t *testing.T, ctx context.Context) *tab {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+func startTab(t *testing.T, ctx context.Context, d time.Duration) *tab {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	t.Cleanup(cancel)
 	tb := &tab{t: t, ctx: ctx}
 	if err := chromedp.Do(ctx); err != nil { // creates the tab

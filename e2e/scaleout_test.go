@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/gatehouse-auth/gatehouse/internal/harness"
@@ -189,34 +187,6 @@ func (s *scaleOut) stop(failed bool) {
 func frontHost() string {
 	u, _ := url.Parse(env.front)
 	return u.Host
-}
-
-// newBrowserFor is newBrowser for a test that needs its tab for longer
-// than newBrowser's two minutes.
-func newBrowserFor(t *testing.T, d time.Duration) *tab {
-	t.Helper()
-	ctx, cancel := chromedp.NewContext(env.browser, chromedp.WithNewBrowserContext())
-	t.Cleanup(cancel)
-	ctx, cancelTimeout := context.WithTimeout(ctx, d)
-	t.Cleanup(cancelTimeout)
-	tb := &tab{t: t, ctx: ctx}
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("opening a tab: %v", err)
-	}
-	requests := chromedp.Events(ctx, network.RequestWillBeSent)
-	go func() {
-		for ev, err := range requests {
-			if err != nil {
-				return
-			}
-			if ev.Type == network.ResourceTypeDocument {
-				tb.mu.Lock()
-				tb.documents = append(tb.documents, ev.Request.URL)
-				tb.mu.Unlock()
-			}
-		}
-	}()
-	return tb
 }
 
 // scaleLogin signs alice in through the front on tb and returns when the
