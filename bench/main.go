@@ -87,6 +87,7 @@ type env struct {
 	// settings (and bearer tokens); bearer-only ES256; sessions in Redis;
 	// pass_access_token.
 	bare, gate, gateE, gateR, gateP string
+	gateM                           string // gate with `metrics off`
 }
 
 func run() error {
@@ -146,6 +147,10 @@ func run() error {
 		{name: "bearer JWT, repeated (cache hit)", target: 0.90, bearer: repeated},
 		{name: "bearer JWT, new each request (miss, RS256)", target: 0.50, tokens: missFile},
 		{name: "unauthenticated browser (302 + login cookie)", target: 1.0, headers: map[string]string{"Accept": "text/html"}, status: 302},
+		// What counting costs: the same block with metrics on against
+		// metrics off, alternating, both sent the same credentials.
+		{name: "metrics on ÷ metrics off: session (alice)", target: 0.98, cookie: sessionAlice, baseline: e.gateM},
+		{name: "metrics on ÷ metrics off: bearer (cache hit)", target: 0.98, bearer: repeated, baseline: e.gateM},
 	}
 	var results []result
 	for _, p := range paths {
@@ -215,17 +220,17 @@ func (e *env) start() error {
 	if e.redis, err = testredis.StartProcess(filepath.Join(e.tmp, "redis")); err != nil {
 		return err
 	}
-	ports, err := harness.FreePorts(7)
+	ports, err := harness.FreePorts(8)
 	if err != nil {
 		return err
 	}
 	admin := "off"
 	if *profileDir != "" {
 		// Caddy's admin endpoint serves /debug/pprof.
-		e.admin = fmt.Sprintf("127.0.0.1:%d", ports[6])
+		e.admin = fmt.Sprintf("127.0.0.1:%d", ports[7])
 		admin = e.admin
 	}
-	httpPort, sites := ports[0], []*string{&e.bare, &e.gate, &e.gateE, &e.gateR, &e.gateP}
+	httpPort, sites := ports[0], []*string{&e.bare, &e.gate, &e.gateE, &e.gateR, &e.gateP, &e.gateM}
 	for i, s := range sites {
 		*s = fmt.Sprintf("http://127.0.0.1:%d", ports[i+1])
 	}
@@ -254,6 +259,7 @@ func (e *env) start() error {
 `, admin, httpPort) +
 		site(e.bare, "") +
 		site(e.gate, fmt.Sprintf("\tgatehouse {\n%s\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, audience, cacheSize)) +
+		site(e.gateM, fmt.Sprintf("\tgatehouse {\n%s\t\tmetrics off\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, audience, cacheSize)) +
 		site(e.gateE, fmt.Sprintf("\tgatehouse {\n\t\tissuer %s\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t\tonly\n\t\t}\n\t}\n", e.idpES.Issuer(), audience, cacheSize)) +
 		site(e.gateR, fmt.Sprintf("\tgatehouse {\n%s\t\tstore redis {\n\t\t\taddress %s\n\t\t}\n\t}\n", login, e.redis.Addr())) +
 		// A cookie of its own: blocks that share a login's cookie share its
@@ -347,6 +353,9 @@ type path struct {
 	tokens  string            // a file of tokens, one per request (Authorization: Bearer)
 	status  int               // expected status; default 200
 	site    string            // the gatehouse site; default env.gate
+	// baseline is the site the gatehouse site is compared with, sent the
+	// same credentials; default env.bare, sent none.
+	baseline string
 }
 
 // requestHeaders are p's headers, with the credentials when withCredentials.
@@ -400,7 +409,13 @@ func (e *env) measure(p path) (result, error) {
 	if err := check(site, p); err != nil {
 		return res, err
 	}
-	bareScript, err := wrkScript(e.tmp, p, false)
+	if p.baseline != "" {
+		if err := check(p.baseline, p); err != nil {
+			return res, fmt.Errorf("the baseline: %w", err)
+		}
+	}
+	baseline := cmp.Or(p.baseline, e.bare)
+	bareScript, err := wrkScript(e.tmp, p, p.baseline != "")
 	if err != nil {
 		return res, err
 	}
@@ -410,7 +425,7 @@ func (e *env) measure(p path) (result, error) {
 	}
 	fmt.Printf("%-52s", p.name)
 	for i := range *rounds {
-		b, err := e.runWrk(e.bare+"/", bareScript)
+		b, err := e.runWrk(baseline+"/", bareScript)
 		if err != nil {
 			return res, err
 		}
@@ -628,6 +643,7 @@ func printTable(results []result) {
 			bc/1e3, gc/1e3, (gc/bc-1)*100,
 			dur(median(r.gate, p50)), dur(median(r.gate, p99)), dur(median(r.bare, p50)), dur(median(r.bare, p99)))
 	}
+	fmt.Println("\n(In the \"metrics on ÷ metrics off\" rows, \"bare\" is the same gatehouse block with `metrics off`, sent the same credentials.)")
 }
 
 func dur(ns float64) string {

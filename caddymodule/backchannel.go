@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/gatehouse-auth/gatehouse/flow"
 )
@@ -51,14 +52,15 @@ func (g *Gatehouse) serveBackchannelLogout(w http.ResponseWriter, r *http.Reques
 		writeLogoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the provider's keys cannot be fetched now")
 		return nil
 	case err != nil:
-		g.logger.Info("back-channel logout refused", zap.Error(err))
+		g.audit(r, zapcore.InfoLevel, eventLogoutRefused, "back-channel logout refused", zap.String("reason", "invalid_token"), zap.Error(err))
 		writeLogoutError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return nil
 	}
 	now := g.now()
 	first, err := g.sessions.FirstUse(r.Context(), "jti\x00"+lt.ID, now.Add(logoutReplayWindow))
 	if err == nil && !first {
-		g.logger.Info("back-channel logout refused: logout token replayed", zap.String("sid", lt.SessionID), zap.String("sub", lt.Subject))
+		g.audit(r, zapcore.InfoLevel, eventLogoutRefused, "back-channel logout refused: logout token replayed",
+			zap.String("reason", "replayed"), zap.String("sid", lt.SessionID), zap.String("sub", lt.Subject))
 		writeLogoutError(w, http.StatusBadRequest, "invalid_request", "logout token replayed")
 		return nil
 	}
@@ -73,7 +75,8 @@ func (g *Gatehouse) serveBackchannelLogout(w http.ResponseWriter, r *http.Reques
 		writeLogoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store cannot be reached now")
 		return nil
 	}
-	g.logger.Info("back-channel logout", zap.String("sid", lt.SessionID), zap.String("sub", lt.Subject))
+	g.audit(r, zapcore.InfoLevel, eventLogout, "back-channel logout",
+		zap.String("kind", revocationNames[revokedBackchannel]), zap.String("sid", lt.SessionID), zap.String("sub", lt.Subject))
 	g.metrics.revoked[revokedBackchannel].Inc()
 	w.WriteHeader(http.StatusOK)
 	return nil

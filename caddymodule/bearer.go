@@ -43,8 +43,9 @@ func (g *Gatehouse) authenticateBearer(r *http.Request, token string) (principal
 // insufficient_scope; keys unavailable → 503. The reason is logged at
 // debug level, never the token, and never sent to the client.
 func (g *Gatehouse) bearerFailed(w http.ResponseWriter, r *http.Request, err error) error {
-	if c := g.logger.Check(zapcore.DebugLevel, "bearer token refused"); c != nil {
-		c.Write(zap.Error(err))
+	if !errors.Is(err, verify.ErrNoToken) {
+		g.audit(r, zapcore.DebugLevel, eventBearerRefused, "bearer token refused",
+			zap.String("reason", bearerResultNames[bearerResultOf(err)]), zap.Error(err))
 	}
 	p := problem{status: http.StatusUnauthorized, code: "invalid_token", title: "Invalid token",
 		message: "The access token is missing, invalid or expired."}

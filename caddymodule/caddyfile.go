@@ -181,6 +181,18 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = flagArg(d, &g.PassAccessToken)
 		case "pass_authorization":
 			err = flagArg(d, &g.PassAuthorization)
+		case "metrics":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				switch v {
+				case "on":
+					g.DisableMetrics = false
+				case "off":
+					g.DisableMetrics = true
+				default:
+					err = d.Errf("gatehouse: metrics takes on or off, not %q", v)
+				}
+			}
 		case "bearer":
 			if d.NextArg() {
 				return false, d.ArgErr()

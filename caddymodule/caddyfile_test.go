@@ -22,6 +22,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		groups_claim realm_access.roles
 		trusted_redirect_hosts a.example.com *.b.example.com
 		unauthenticated allow
+		metrics off
 	}`)
 	var g Gatehouse
 	if err := g.UnmarshalCaddyfile(d); err != nil {
@@ -30,7 +31,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	if g.Issuer != "https://login.example.com" || g.ClientID != "app" || g.ClientSecret != "{env.SECRET}" ||
 		g.ClientAuth != "post" || strings.Join(g.Scopes, " ") != "openid email" || len(g.CookieSecrets) != 2 ||
 		!g.CookieInsecure || g.SessionLifetime != caddy.Duration(2*time.Hour) || g.GroupsClaim != "realm_access.roles" ||
-		len(g.TrustedRedirectHosts) != 2 || g.Unauthenticated != "allow" {
+		len(g.TrustedRedirectHosts) != 2 || g.Unauthenticated != "allow" || !g.DisableMetrics {
 		t.Fatalf("parsed %+v", g)
 	}
 }
@@ -46,6 +47,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"gatehouse {\n issuer a\n issuer b\n}", "issuer: given more than once"},
 		{`gatehouse { session_lifetime 3 }`, "session_lifetime"},
 		{"gatehouse {\n client_id x {\n a b\n }\n}", "client_id: takes no block"},
+		{"gatehouse {\n metrics maybe\n}", `metrics takes on or off, not "maybe"`},
 	} {
 		t.Run(tc.input, func(t *testing.T) {
 			var g Gatehouse

@@ -76,7 +76,7 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 	if err := g.sessions.Save(w, r, g.group.stored(sess)); err != nil {
 		return g.loginFailed(w, r, err)
 	}
-	g.logger.Info("login succeeded", zap.String("sub", sess.Subject), zap.String("user", sess.User), zap.String("email", sess.Email))
+	g.audit(r, zapcore.InfoLevel, eventLogin, "login succeeded", userFields(&sess.Identity, sessionRef(sess))...)
 	g.metrics.loginSucceeded()
 
 	// The return-to was validated when stored; validate it again now that
@@ -135,9 +135,8 @@ func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, err erro
 	if errors.As(err, &ee) || errors.Is(err, flow.ErrStateMismatch) || errors.Is(err, flow.ErrMissingCode) {
 		level = zapcore.DebugLevel
 	}
-	if c := g.logger.Check(level, "login failed"); c != nil {
-		c.Write(zap.Int("status", p.status), zap.Error(err))
-	}
+	g.audit(r, level, eventLoginFailed, "login failed",
+		zap.String("reason", loginFailureNames[loginFailureOf(err)]), zap.Int("status", p.status), zap.Error(err))
 	return fail(w, r, p, err)
 }
 

@@ -320,22 +320,21 @@ func (m *metrics) sessionEnded(err error) {
 }
 
 // bearerVerified counts a bearer token's verification by result.
-func (m *metrics) bearerVerified(err error) {
-	if err == nil {
-		m.bearer[bearerOK].Inc()
-		return
-	}
+func (m *metrics) bearerVerified(err error) { m.bearer[bearerResultOf(err)].Inc() }
+
+func bearerResultOf(err error) bearerResult {
 	var scope *flow.InsufficientScopeError
 	switch {
+	case err == nil:
+		return bearerOK
 	case errors.Is(err, verify.ErrExpired):
-		m.bearer[bearerExpired].Inc()
+		return bearerExpired
 	case errors.As(err, &scope):
-		m.bearer[bearerInsufficientScope].Inc()
+		return bearerInsufficientScope
 	case errors.Is(err, flow.ErrProviderUnavailable):
-		m.bearer[bearerKeysUnavailable].Inc()
-	default:
-		m.bearer[bearerInvalid].Inc()
+		return bearerKeysUnavailable
 	}
+	return bearerInvalid
 }
 
 // countRefreshes wraps the refresher's token refresher and lease so that

@@ -488,3 +488,28 @@ func BenchmarkMetricsCount(b *testing.B) {
 		})
 	}
 }
+
+// TestMetricsOff: a block with `metrics off` signs users in like any other
+// and puts no series of its issuer in the registry.
+func TestMetricsOff(t *testing.T) {
+	idp := newIDP(t)
+	g := newHandler(t, idp.Issuer(), func(g *Gatehouse) { g.DisableMetrics = true })
+	a := newApp(t, g)
+	b := a.login(t, "alice")
+	if resp, body := b.get(a.URL + "/page"); resp.StatusCode != http.StatusOK || body != "hello alice" {
+		t.Fatalf("signed in: %d %q", resp.StatusCode, body)
+	}
+	families, err := registryOf(g).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "provider" && l.GetValue() == idp.Issuer() {
+					t.Errorf("%s has a series of the block with metrics off", f.GetName())
+				}
+			}
+		}
+	}
+}

@@ -116,12 +116,17 @@ type Gatehouse struct {
 	// upstream, replacing the client's.
 	PassAuthorization bool `json:"pass_authorization,omitempty"`
 
+	// DisableMetrics keeps this block's counts out of Caddy's metrics
+	// registry (Caddyfile `metrics off`); they are on by default.
+	DisableMetrics bool `json:"disable_metrics,omitempty"`
+
 	// Bearer, when set, validates `Authorization: Bearer` JWTs.
 	Bearer *BearerConfig `json:"bearer,omitempty"`
 
-	logger *zap.Logger
-	ctx    context.Context // the config's lifetime: background work (revocation) ends with it
-	now    func() time.Time
+	logger   *zap.Logger
+	auditLog *zap.Logger     // logger's "audit": the audit events (audit.go)
+	ctx      context.Context // the config's lifetime: background work (revocation) ends with it
+	now      func() time.Time
 
 	slogger *slog.Logger // the libraries' logger: ctx.Slogger(), unless a test sets one
 	metrics *metrics     // the issuer's Prometheus counters and provider HTTP client (metrics.go)
@@ -201,6 +206,7 @@ func (Gatehouse) CaddyModule() caddy.ModuleInfo {
 // makes no network call: the provider is discovered on first use.
 func (g *Gatehouse) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
+	g.auditLog = g.logger.Named("audit")
 	g.ctx = ctx
 	if g.slogger == nil {
 		g.slogger = ctx.Slogger()
@@ -248,7 +254,11 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 // sessions, the login's session group, and builds the provider.
 func (g *Gatehouse) provisionProvider(ctx caddy.Context) error {
 	var err error
-	if g.metrics, err = takeMetrics(ctx.GetMetricsRegistry(), g.Issuer); err != nil {
+	reg := ctx.GetMetricsRegistry()
+	if g.DisableMetrics {
+		reg = nil
+	}
+	if g.metrics, err = takeMetrics(reg, g.Issuer); err != nil {
 		return fmt.Errorf("gatehouse: metrics: %w", err)
 	}
 	if g.keys, err = takeKeyRegistry(g.Issuer, g.slogger, g.metrics.client, g.now); err != nil {

@@ -130,12 +130,10 @@ func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*sessi
 		return nil, err
 	}
 	if err == nil {
-		var refreshed bool
-		var ferr error
-		sess, refreshed, ferr = g.idp.refresh.Fresh(r.Context(), sess)
+		fresh, refreshed, ferr := g.idp.refresh.Fresh(r.Context(), sess)
 		switch {
 		case ferr == nil:
-			rotate = rotate || refreshed
+			sess, rotate = fresh, rotate || refreshed
 		case errors.Is(ferr, flow.ErrProviderUnavailable):
 			// Every such request says so; the provider's own trouble is
 			// logged where it is met (discovery, JWKS) and in the access log.
@@ -147,16 +145,22 @@ func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*sessi
 			g.logger.Warn("the session store cannot be reached", zap.Error(ferr))
 			return nil, ferr
 		default:
-			g.logger.Info("session ended", zap.Error(ferr))
+			g.audit(r, zapcore.InfoLevel, eventSessionEnded, "session ended",
+				userFields(&sess.Identity, sessionRef(sess), zap.String("reason", sessionEndReason(ferr)), zap.Error(ferr))...)
 			err = fmt.Errorf("%w: %w", session.ErrNoSession, ferr)
 		}
+	} else if g.sessions.HasSession(r) {
+		// The cookie no longer signs anyone in. One that does not even
+		// authenticate is anyone's to send: debug level.
+		reason, level := sessionEndReason(err), zapcore.InfoLevel
+		if reason == "invalid" {
+			level = zapcore.DebugLevel
+		}
+		g.audit(r, level, eventSessionEnded, "session cookie not usable", zap.String("reason", reason), zap.Error(err))
 	}
 	if err != nil {
 		g.metrics.sessionEnded(err)
 		if g.sessions.HasSession(r) {
-			if c := g.logger.Check(zapcore.DebugLevel, "session cookie not usable"); c != nil {
-				c.Write(zap.Error(err))
-			}
 			g.sessions.ClearSession(w, r)
 		}
 		return nil, err
@@ -238,9 +242,8 @@ func (g *Gatehouse) forbidden(w http.ResponseWriter, r *http.Request, next caddy
 	if who == "" {
 		who = p.id.User
 	}
-	if c := g.logger.Check(zapcore.InfoLevel, "access refused by the allow rules"); c != nil {
-		c.Write(zap.String("user", p.id.User), zap.String("email", p.id.Email))
-	}
+	g.audit(r, zapcore.InfoLevel, eventRefused, "access refused by the allow rules",
+		userFields(p.id, zap.String("reason", "allow_rules"), zap.Bool("bearer", !p.session))...)
 	pr := problem{
 		status: http.StatusForbidden, code: "forbidden", title: "Access denied",
 		message: "You are signed in as " + who + ", but this account may not use this page.",

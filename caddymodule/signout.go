@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/gatehouse-auth/gatehouse/flow"
 	"github.com/gatehouse-auth/gatehouse/session"
@@ -63,7 +64,8 @@ func (g *Gatehouse) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 		if sess.RefreshToken != "" {
 			g.revokeAtProvider(sess.RefreshToken)
 		}
-		g.logger.Info("signed out", zap.String("sub", sess.Subject), zap.String("user", sess.User))
+		g.audit(r, zapcore.InfoLevel, eventLogout, "signed out",
+			userFields(&sess.Identity, sessionRef(sess), zap.String("kind", revocationNames[revokedSignOut]))...)
 		g.metrics.revoked[revokedSignOut].Inc()
 	}
 	g.sessions.ClearAll(w, r)
