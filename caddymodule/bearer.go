@@ -49,7 +49,7 @@ func (g *Gatehouse) bearerFailed(w http.ResponseWriter, r *http.Request, err err
 	}
 	p := problem{status: http.StatusUnauthorized, code: "invalid_token", title: "Invalid token",
 		message: "The access token is missing, invalid or expired."}
-	challenge := `Bearer realm="gatehouse"`
+	var param string
 	var scopeErr *flow.InsufficientScopeError
 	switch {
 	case errors.Is(err, verify.ErrNoToken):
@@ -57,19 +57,19 @@ func (g *Gatehouse) bearerFailed(w http.ResponseWriter, r *http.Request, err err
 	case errors.Is(err, verify.ErrMalformedAuthorization):
 		p.status, p.code, p.title = http.StatusBadRequest, "invalid_request", "Invalid request"
 		p.message = "The Authorization header must be: Bearer <token>."
-		challenge += `, error="invalid_request"`
+		param = `error="invalid_request"`
 	case errors.As(err, &scopeErr):
 		p.status, p.code, p.title = http.StatusForbidden, "insufficient_scope", "Insufficient scope"
 		p.message = "The access token lacks a required scope."
-		challenge += `, error="insufficient_scope", scope="` + strings.Join(g.bearer.RequiredScopes(), " ") + `"`
+		param = `error="insufficient_scope", scope="` + strings.Join(g.bearer.RequiredScopes(), " ") + `"`
 	case errors.Is(err, flow.ErrProviderUnavailable):
 		p.status, p.code, p.title = http.StatusServiceUnavailable, "temporarily_unavailable", "Temporarily unavailable"
 		p.message = "Tokens cannot be checked right now. Please retry shortly."
 		w.Header().Set("Retry-After", "5")
 		g.logger.Warn("bearer tokens cannot be checked: the provider's keys are unavailable", zap.Error(err))
 	default:
-		challenge += `, error="invalid_token"`
+		param = `error="invalid_token"`
 	}
-	w.Header().Set("WWW-Authenticate", challenge)
+	w.Header().Set("WWW-Authenticate", g.challenge(r, param))
 	return fail(w, r, p, err)
 }

@@ -109,7 +109,7 @@ func TestBearerRefusals(t *testing.T) {
 			if err != nil || up.called || resp.StatusCode != tc.status {
 				t.Fatalf("status %d (want %d), upstream %v, err %v", resp.StatusCode, tc.status, up.called, err)
 			}
-			if ch := resp.Header.Get("WWW-Authenticate"); ch != `Bearer realm="gatehouse", `+tc.challenge {
+			if ch := resp.Header.Get("WWW-Authenticate"); ch != `Bearer realm="gatehouse", `+tc.challenge+`, resource_metadata="http://example.com/.well-known/oauth-protected-resource"` {
 				t.Fatalf("WWW-Authenticate %q", ch)
 			}
 			body := readBody(resp)
@@ -171,7 +171,7 @@ func TestBearerOnly(t *testing.T) {
 	// No token: 401 with a bare challenge, never a redirect, even for a browser.
 	for _, r := range []*http.Request{apiRequest(), navigation("GET", "/api/orders")} {
 		resp, up, _ := serve(t, g, r)
-		if up.called || resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Bearer realm="gatehouse"` {
+		if up.called || resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Bearer realm="gatehouse", resource_metadata="http://example.com/.well-known/oauth-protected-resource"` {
 			t.Fatalf("no token: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 		}
 	}

@@ -233,6 +233,8 @@ func (b *BearerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = flagArg(d, &b.Only)
 		case "require_at_jwt":
 			err = flagArg(d, &b.RequireAtJWT)
+		case "resource":
+			err = oneArg(d, &b.Resource)
 		default:
 			err = d.Errf("gatehouse: bearer: unrecognized subdirective %q", sub)
 		}

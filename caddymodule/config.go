@@ -77,7 +77,7 @@ func (g *Gatehouse) resolvePlaceholders() error {
 
 // resolve replaces placeholders in the bearer block's values.
 func (b *BearerConfig) resolve(r *placeholder.Resolver) {
-	for _, f := range []stringField{{"bearer issuer", &b.Issuer}, {"bearer jwks_uri", &b.JWKSURI}, {"bearer jwks_file", &b.JWKSFile}} {
+	for _, f := range []stringField{{"bearer issuer", &b.Issuer}, {"bearer jwks_uri", &b.JWKSURI}, {"bearer jwks_file", &b.JWKSFile}, {"bearer resource", &b.Resource}} {
 		r.One(f.name, f.value)
 	}
 	r.Many("bearer audience", b.Audiences)

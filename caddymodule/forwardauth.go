@@ -87,7 +87,7 @@ func (g *Gatehouse) forwardLogin(w http.ResponseWriter, o *http.Request) error {
 	}
 	if fromTrustedProxy(o) && o.Header.Get(headerOriginalURL) != "" {
 		w.Header().Set("Location", start)
-		return signInRequired(w, o)
+		return g.signInRequired(w, o)
 	}
 	redirect(w, start)
 	return nil

@@ -131,6 +131,8 @@ type Gatehouse struct {
 	slogger *slog.Logger // the libraries' logger: ctx.Slogger(), unless a test sets one
 	metrics *metrics     // the issuer's Prometheus counters and provider HTTP client (metrics.go)
 
+	resourceMeta *resourceMetadata // RFC 9728 metadata, with a bearer block (resource.go)
+
 	// Parsed once at provisioning (config.go).
 	mode            mode
 	unauthenticated unauthenticatedAction
@@ -190,6 +192,10 @@ type BearerConfig struct {
 	// 9068). Default: false — any token that is not recognisably another
 	// kind (ID, logout, DPoP proof …) is taken as an access token.
 	RequireAtJWT bool `json:"require_at_jwt,omitempty"`
+	// Resource is the API's resource identifier (RFC 9728): its metadata
+	// is served at /.well-known/oauth-protected-resource plus its path,
+	// and named in every challenge. Default: the request's origin.
+	Resource string `json:"resource,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -328,6 +334,7 @@ func (g *Gatehouse) provisionBearer() error {
 		return fmt.Errorf("gatehouse: bearer: %w", err)
 	}
 	g.bearer = b
+	g.resourceMeta = newResourceMetadata(g.Bearer, g.Issuer)
 	return nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -149,31 +148,32 @@ func (c *reloadClient) one(client *http.Client) {
 }
 
 // send sends the request req makes and reads the response. A request
-// whose connection could not be made, or whose new connection was closed
-// or reset before any response, is sent again (up to maxResends times: a
-// resend may meet the same old listener). On a reload Caddy opens the new
+// whose connection could not be made, or was closed or reset before any
+// response, is sent again (up to maxResends times: a resend may meet the
+// same old listener); the client's idle connections are closed first, as
+// they may be the old server's too. On a reload Caddy opens the new
 // config's listener beside the old one (SO_REUSEPORT) and shuts the old
 // server down, and a connection that reaches the old one in that moment is
 // lost below any handler: net/http's Shutdown closes, unanswered, a
 // connection whose first request it reads after the shutdown began, and
 // Linux resets the connections still queued on a closed listener (unless
 // net.ipv4.tcp_migrate_req is set). Go's client resends such a request by
-// itself on a reused connection, never on a new one. reset counts the
-// resends. A failure on a connection that had already answered, more
-// failures than maxResends, or a handler's panic (net/http logs it and
-// closes the connection) is an error, here or in Caddy's log.
+// itself once on a reused connection, never on a new one; on a loaded
+// machine the resend can meet the closing listener too. reset counts the
+// resends. More failures than maxResends is an error here, and a handler's
+// panic (net/http logs it at ERROR and closes the connection, which the
+// resend would hide) one in Caddy's log, which the test reads.
 const maxResends = 3
 
 func send(client *http.Client, req func() *http.Request) (resp *http.Response, body string, reset int, err error) {
 	for {
-		fresh := true
-		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { fresh = !info.Reused }}
-		r := req()
-		resp, err = client.Do(r.WithContext(httptrace.WithClientTrace(r.Context(), trace)))
+		resp, err = client.Do(req())
 		if err != nil {
 			var op *net.OpError
 			dial := errors.As(err, &op) && op.Op == "dial"
-			if reset < maxResends && (dial || fresh && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF))) {
+			if reset < maxResends && (dial || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)) {
+				// The pool's other connections may be the old server's too.
+				client.CloseIdleConnections()
 				reset++
 				continue
 			}

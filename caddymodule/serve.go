@@ -53,6 +53,9 @@ func (g *Gatehouse) admit(w http.ResponseWriter, r *http.Request, next caddyhttp
 // before authentication: a sign-out that also carries a bearer token
 // signs out, and they answer in bearer { only } mode too.
 func (g *Gatehouse) endpoint(path string) func(http.ResponseWriter, *http.Request) error {
+	if g.resourceMeta != nil && path == g.resourceMeta.path {
+		return g.resourceMeta.serve
+	}
 	if !strings.HasPrefix(path, g.PathPrefix) {
 		return nil
 	}
@@ -205,7 +208,7 @@ func (g *Gatehouse) refuse(w http.ResponseWriter, r *http.Request, next caddyhtt
 	case g.mode == modeAPI:
 		return g.bearerFailed(w, r, verify.ErrNoToken)
 	case g.unauthenticated == unauth401, g.unauthenticated == unauthDefault && !isNavigation(r):
-		return signInRequired(w, r)
+		return g.signInRequired(w, r)
 	}
 	if _, ok := next.(forwardAnswer); ok {
 		return g.forwardLogin(w, r) // a subrequest: the fronting proxy sends the browser
@@ -214,8 +217,8 @@ func (g *Gatehouse) refuse(w http.ResponseWriter, r *http.Request, next caddyhtt
 }
 
 // signInRequired answers 401: nobody is signed in, and no login starts.
-func signInRequired(w http.ResponseWriter, r *http.Request) error {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
+func (g *Gatehouse) signInRequired(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("WWW-Authenticate", g.challenge(r, ""))
 	return fail(w, r, problem{
 		status:  http.StatusUnauthorized,
 		code:    "unauthenticated",

@@ -177,4 +177,9 @@ func (b *BearerConfig) validate(bad badFunc, issuer string) {
 	if b.CacheSize < 0 {
 		bad("bearer cache_size", "must not be negative")
 	}
+	if b.Resource != "" {
+		if err := checkResource(b.Resource); err != nil {
+			bad("bearer resource", "%v", err)
+		}
+	}
 }
