@@ -19,8 +19,12 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -88,6 +92,8 @@ type env struct {
 	// pass_access_token.
 	bare, gate, gateE, gateR, gateP string
 	gateM                           string // gate with `metrics off`
+	gateA                           string // gate with `assertion`
+	assertionKey                    string // its signing_key: a {file.*} placeholder
 }
 
 func run() error {
@@ -151,6 +157,10 @@ func run() error {
 		// metrics off, alternating, both sent the same credentials.
 		{name: "metrics on ÷ metrics off: session (alice)", target: 0.98, cookie: sessionAlice, baseline: e.gateM},
 		{name: "metrics on ÷ metrics off: bearer (cache hit)", target: 0.98, bearer: repeated, baseline: e.gateM},
+		// What the identity assertion costs: the same block with and
+		// without `assertion`, alternating, same credentials.
+		{name: "assertion on ÷ off: session (alice)", target: 0.97, cookie: sessionAlice, site: e.gateA, baseline: e.gate},
+		{name: "assertion on ÷ off: bearer (cache hit)", target: 0.97, cookie: "", bearer: repeated, site: e.gateA, baseline: e.gate},
 	}
 	var results []result
 	for _, p := range paths {
@@ -220,22 +230,25 @@ func (e *env) start() error {
 	if e.redis, err = testredis.StartProcess(filepath.Join(e.tmp, "redis")); err != nil {
 		return err
 	}
-	ports, err := harness.FreePorts(8)
+	ports, err := harness.FreePorts(9)
 	if err != nil {
 		return err
 	}
 	admin := "off"
 	if *profileDir != "" {
 		// Caddy's admin endpoint serves /debug/pprof.
-		e.admin = fmt.Sprintf("127.0.0.1:%d", ports[7])
+		e.admin = fmt.Sprintf("127.0.0.1:%d", ports[8])
 		admin = e.admin
 	}
-	httpPort, sites := ports[0], []*string{&e.bare, &e.gate, &e.gateE, &e.gateR, &e.gateP, &e.gateM}
+	httpPort, sites := ports[0], []*string{&e.bare, &e.gate, &e.gateE, &e.gateR, &e.gateP, &e.gateM, &e.gateA}
 	for i, s := range sites {
 		*s = fmt.Sprintf("http://127.0.0.1:%d", ports[i+1])
 	}
 	secret := make([]byte, 32)
 	rand.Read(secret)
+	if e.assertionKey, err = writeAssertionKey(e.tmp); err != nil {
+		return err
+	}
 	upstream := strings.TrimPrefix(e.upstream.URL, "http://")
 	// site is a Caddyfile site block: gatehouse (when given) in front of the upstream.
 	site := func(addr, gatehouse string) string {
@@ -259,6 +272,7 @@ func (e *env) start() error {
 `, admin, httpPort) +
 		site(e.bare, "") +
 		site(e.gate, fmt.Sprintf("\tgatehouse {\n%s\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, audience, cacheSize)) +
+		site(e.gateA, fmt.Sprintf("\tgatehouse {\n%s\t\tassertion {\n\t\t\tsigning_key %s\n\t\t}\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, e.assertionKey, audience, cacheSize)) +
 		site(e.gateM, fmt.Sprintf("\tgatehouse {\n%s\t\tmetrics off\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, audience, cacheSize)) +
 		site(e.gateE, fmt.Sprintf("\tgatehouse {\n\t\tissuer %s\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t\tonly\n\t\t}\n\t}\n", e.idpES.Issuer(), audience, cacheSize)) +
 		site(e.gateR, fmt.Sprintf("\tgatehouse {\n%s\t\tstore redis {\n\t\t\taddress %s\n\t\t}\n\t}\n", login, e.redis.Addr())) +
@@ -736,4 +750,22 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// writeAssertionKey writes an EC P-256 key for the assertion site and
+// returns the placeholder that reads it.
+func writeAssertionKey(dir string) (string, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return "", err
+	}
+	f := filepath.Join(dir, "assertion.pem")
+	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return "", err
+	}
+	return "{file." + f + "}", nil
 }

@@ -34,7 +34,7 @@ func (g *Gatehouse) authenticateBearer(r *http.Request, token string) (principal
 	if errors.Is(err, identity.ErrUnverifiedEmail) {
 		return principal{}, &bearerError{fmt.Errorf("%w: %w", verify.ErrInvalidToken, err)}
 	}
-	return principal{id: &id, accessToken: token}, nil
+	return principal{id: &id, accessToken: token, notAfter: claims.Expiry}, nil
 }
 
 // bearerFailed answers a bearer request that cannot pass (RFC 6750 §3):

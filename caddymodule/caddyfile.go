@@ -202,6 +202,9 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "store":
 			g.Store = new(StoreConfig)
 			return true, g.Store.unmarshalCaddyfile(d)
+		case "assertion":
+			g.Assertion = new(AssertionConfig)
+			return true, g.Assertion.unmarshalCaddyfile(d)
 		default:
 			err = d.Errf("gatehouse: unrecognized subdirective %q", sub)
 		}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"net/http"
 	"slices"
 	"strings"
@@ -71,6 +72,12 @@ func (g *Gatehouse) resolvePlaceholders() error {
 	}
 	if g.Store != nil {
 		g.Store.resolve(r)
+	}
+	if a := g.Assertion; a != nil {
+		for _, f := range []stringField{{"assertion header", &a.Header}, {"assertion audience", &a.Audience}, {"assertion signing_key", &a.SigningKey}, {"assertion algorithm", &a.Algorithm}} {
+			r.One(f.name, f.value)
+		}
+		r.Many("assertion claims", a.Claims)
 	}
 	return r.Err()
 }
@@ -146,6 +153,11 @@ func (g *Gatehouse) parse() {
 	}
 	for name := range g.AllowClaims {
 		g.claimsNeeded = append(g.claimsNeeded, name)
+	}
+	if g.Assertion != nil {
+		g.strip = append(g.strip, http.CanonicalHeaderKey(cmp.Or(g.Assertion.Header, defaultAssertionHeader)))
+		g.claimsNeeded = append(g.claimsNeeded, g.Assertion.Claims...)
+		g.jwksPath = g.PathPrefix + "/jwks.json"
 	}
 	slices.Sort(g.claimsNeeded)
 	g.claimsNeeded = slices.Compact(g.claimsNeeded)

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
 )
@@ -171,7 +173,8 @@ type headerMapping struct {
 type principal struct {
 	id          *identity.Identity // shared with the session cache: read only
 	accessToken string
-	session     bool // signed in with a session cookie, not a bearer token
+	session     bool      // signed in with a session cookie, not a bearer token
+	notAfter    time.Time // when the session or token ends: the assertion's exp never passes it
 }
 
 // setIdentity hands the identity to the next handlers: identity headers
@@ -184,7 +187,7 @@ func (g *Gatehouse) setIdentity(r *http.Request, p principal) {
 	groups := joinList(id.Groups)
 	// One backing array for the header values; each slice is capped at
 	// its length, so a later append copies instead of writing into it.
-	vals := make([]string, 0, 6+len(g.headerMap))
+	vals := make([]string, 0, 7+len(g.headerMap))
 	set := func(name, value string) {
 		if value != "" {
 			vals = append(vals, value)
@@ -205,11 +208,24 @@ func (g *Gatehouse) setIdentity(r *http.Request, p principal) {
 	for _, m := range g.headerMap {
 		set(m.header, joinList(id.Claims[m.claim]))
 	}
+	var signed string
+	if g.signer != nil {
+		var err error
+		if signed, err = g.assertionFor(r, &p); err != nil {
+			// The session or token ends within the second: the upstream
+			// gets no assertion, and the next request a login or a 401.
+			g.logger.Debug("no identity assertion", zap.Error(err))
+		}
+		set(g.assertionHeader, signed)
+	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(func(key string) (any, bool) {
 		name, ok := strings.CutPrefix(key, "http.auth.user.")
 		if !ok {
 			return nil, false
+		}
+		if name == "assertion" && g.signer != nil {
+			return signed, true
 		}
 		return g.placeholder(id, groups, name)
 	})

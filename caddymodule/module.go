@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"github.com/gatehouse-auth/gatehouse/assertion"
 	"log/slog"
 	"net/http"
 	"os"
@@ -116,6 +117,10 @@ type Gatehouse struct {
 	// upstream, replacing the client's.
 	PassAuthorization bool `json:"pass_authorization,omitempty"`
 
+	// Assertion, when set, signs a short-lived JWT of the identity into
+	// every request that passes (Caddyfile `assertion`).
+	Assertion *AssertionConfig `json:"assertion,omitempty"`
+
 	// DisableMetrics keeps this block's counts out of Caddy's metrics
 	// registry (Caddyfile `metrics off`); they are on by default.
 	DisableMetrics bool `json:"disable_metrics,omitempty"`
@@ -133,6 +138,10 @@ type Gatehouse struct {
 
 	resourceMeta *resourceMetadata // RFC 9728 metadata, with a bearer block (resource.go)
 
+	signer           *assertion.Signer // with `assertion` (assertion.go)
+	assertionHeader  string
+	assertionStorage assertion.Storage // Caddy's storage (ctx.Storage()), unless a test sets one
+
 	// Parsed once at provisioning (config.go).
 	mode            mode
 	unauthenticated unauthenticatedAction
@@ -149,6 +158,7 @@ type Gatehouse struct {
 	backchannelPath string
 	forwardAuthPath string
 	startPath       string
+	jwksPath        string // with `assertion`: path_prefix/jwks.json
 
 	// Built at provisioning.
 	idp      *provider
@@ -235,6 +245,9 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := g.provisionBearer(); err != nil {
+		return err
+	}
+	if err := g.provisionAssertion(ctx); err != nil {
 		return err
 	}
 	if g.mode == modeAPI {
@@ -384,6 +397,9 @@ func (g *Gatehouse) Cleanup() error {
 	}
 	if g.idp != nil {
 		g.idp.meta.Close()
+	}
+	if g.signer != nil {
+		g.signer.Close()
 	}
 	if g.keys != nil {
 		releaseKeyRegistry(g.Issuer)

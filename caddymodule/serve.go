@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -55,6 +56,9 @@ func (g *Gatehouse) admit(w http.ResponseWriter, r *http.Request, next caddyhttp
 func (g *Gatehouse) endpoint(path string) func(http.ResponseWriter, *http.Request) error {
 	if g.resourceMeta != nil && path == g.resourceMeta.path {
 		return g.resourceMeta.serve
+	}
+	if g.signer != nil && (path == jwksWellKnown || path == g.jwksPath) {
+		return g.serveJWKS // in every mode
 	}
 	if !strings.HasPrefix(path, g.PathPrefix) {
 		return nil
@@ -116,7 +120,8 @@ func (g *Gatehouse) authenticate(w http.ResponseWriter, r *http.Request) (princi
 	if err != nil {
 		return principal{}, err
 	}
-	return principal{id: &sess.Identity, accessToken: sess.AccessToken, session: true}, nil
+	return principal{id: &sess.Identity, accessToken: sess.AccessToken, session: true,
+		notAfter: time.Unix(sess.Created, 0).Add(time.Duration(g.SessionLifetime))}, nil
 }
 
 // freshSession returns the request's valid, fresh session. Its cookie is

@@ -35,6 +35,9 @@ func (g *Gatehouse) Validate() error {
 	if g.Bearer != nil {
 		g.Bearer.validate(bad, g.Issuer)
 	}
+	if g.Assertion != nil {
+		g.Assertion.validate(bad)
+	}
 	if g.Store != nil {
 		g.Store.validate(bad)
 		if apiOnly {
