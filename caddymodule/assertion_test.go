@@ -20,14 +20,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/certmagic"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 
 	"github.com/gatehouse-auth/gatehouse/identity"
-	"github.com/gatehouse-auth/gatehouse/internal/harness"
 )
 
 // upstreamVerifier is an app behind gatehouse that checks the assertion
@@ -243,11 +240,7 @@ func TestAssertionThroughRealCaddy(t *testing.T) {
 		t.Skip("starts Caddy")
 	}
 	idp := newIDP(t)
-	ports, err := harness.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	site := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	site := freeSite(t)
 	v := &upstreamVerifier{jwksURL: site + jwksWellKnown, issuer: site, audience: "app.internal"}
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { v.record(r) }))
 	defer upstream.Close()
@@ -273,14 +266,7 @@ func TestAssertionThroughRealCaddy(t *testing.T) {
 	reverse_proxy %[7]s
 }
 `, filepath.Join(t.TempDir(), "storage"), site, idp.Issuer(), testClientID, testClientSecret, testCookieSecret, strings.TrimPrefix(upstream.URL, "http://"))
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
-	if err != nil || len(warnings) > 0 {
-		t.Fatalf("adapting the Caddyfile: %v %v", err, warnings)
-	}
-	if err := caddy.Load(cfg, false); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	runCaddy(t, cf)
 
 	b := newBrowser(t)
 	resp, _ := b.get(site + "/reports")

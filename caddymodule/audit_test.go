@@ -13,9 +13,6 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-
-	"github.com/gatehouse-auth/gatehouse/internal/harness"
 )
 
 // TestAuditEvents runs a real Caddy and walks every audit event (logins,
@@ -29,11 +26,7 @@ func TestAuditEvents(t *testing.T) {
 		t.Skip("starts Caddy")
 	}
 	idp := newIDP(t)
-	ports, err := harness.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	site := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	site := freeSite(t)
 	dir := t.TempDir()
 	logFile, accessFile := filepath.Join(dir, "caddy.log"), filepath.Join(dir, "access.log")
 	cf := fmt.Sprintf(`{
@@ -66,14 +59,7 @@ func TestAuditEvents(t *testing.T) {
 	respond "user={http.auth.user.id}"
 }
 `, logFile, site, accessFile, idp.Issuer(), testClientID, testClientSecret, testCookieSecret, apiAudience)
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
-	if err != nil || len(warnings) > 0 {
-		t.Fatalf("adapting the Caddyfile: %v %v", err, warnings)
-	}
-	if err := caddy.Load(cfg, false); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	runCaddy(t, cf)
 
 	var secrets []string // what no line of gatehouse's may contain
 	login := func(user string) *browser {

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -15,10 +16,12 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/gatehouse-auth/gatehouse/devidp"
 	"github.com/gatehouse-auth/gatehouse/identity"
+	"github.com/gatehouse-auth/gatehouse/internal/harness"
 	"github.com/gatehouse-auth/gatehouse/session"
 )
 
@@ -311,3 +314,27 @@ func (c *testClock) advance(d time.Duration) {
 }
 
 func caddyDuration(d time.Duration) caddy.Duration { return caddy.Duration(d) }
+
+// freeSite is http://127.0.0.1:<a free port>, for a site of a real Caddy.
+func freeSite(t testing.TB) string {
+	t.Helper()
+	ports, err := harness.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+}
+
+// runCaddy adapts the Caddyfile cf and runs it in this process's Caddy
+// until the test ends.
+func runCaddy(t testing.TB, cf string) {
+	t.Helper()
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+	if err != nil || len(warnings) > 0 {
+		t.Fatalf("adapting the Caddyfile: %v %v\n%s", err, warnings, cf)
+	}
+	if err := caddy.Load(cfg, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+}
