@@ -22,6 +22,9 @@ type Endpoints struct {
 	EndSession    string
 	// Revocation is the RFC 7009 revocation endpoint (discovery only).
 	Revocation string
+	// Introspection is the RFC 7662 introspection endpoint (discovery only;
+	// IntrospectorOptions.Endpoint configures one).
+	Introspection string
 }
 
 // complete reports whether discovery can be skipped.
@@ -44,6 +47,7 @@ func (e Endpoints) overlay(o Endpoints) Endpoints {
 		JWKS:          pick(e.JWKS, o.JWKS),
 		EndSession:    pick(e.EndSession, o.EndSession),
 		Revocation:    pick(e.Revocation, o.Revocation),
+		Introspection: pick(e.Introspection, o.Introspection),
 	}
 }
 
@@ -68,6 +72,7 @@ type discoveryDoc struct {
 	JWKSURI               string   `json:"jwks_uri"`
 	EndSessionEndpoint    string   `json:"end_session_endpoint"`
 	RevocationEndpoint    string   `json:"revocation_endpoint"`
+	IntrospectionEndpoint string   `json:"introspection_endpoint"`
 	IDTokenAlgs           []string `json:"id_token_signing_alg_values_supported"`
 	IssParameter          bool     `json:"authorization_response_iss_parameter_supported"`
 }
@@ -109,6 +114,7 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*Metadat
 			JWKS:          doc.JWKSURI,
 			EndSession:    doc.EndSessionEndpoint,
 			Revocation:    doc.RevocationEndpoint,
+			Introspection: doc.IntrospectionEndpoint,
 		},
 		IDTokenAlgorithms: doc.IDTokenAlgs,
 		IssParameter:      doc.IssParameter,
@@ -130,6 +136,7 @@ func checkEndpoints(issuer string, e Endpoints) error {
 		{"userinfo_endpoint", e.Userinfo, false},
 		{"end_session_endpoint", e.EndSession, false},
 		{"revocation_endpoint", e.Revocation, false},
+		{"introspection_endpoint", e.Introspection, false},
 	} {
 		if ep.url == "" {
 			if ep.required {

@@ -50,4 +50,17 @@
 // ValidateReturnTo and SafeReturnTo decide where a user may be sent after
 // login: a path on the same host, or an absolute URL on the request host or
 // a trusted host (HostPatterns); never off-site, whatever the encoding.
+//
+// An Introspector (NewIntrospector) validates opaque access tokens with the
+// provider's RFC 7662 introspection endpoint (configured, or from
+// discovery), authenticating as the Client does at the token endpoint. An
+// answer counts as active only if `active` is the JSON true and exp, nbf,
+// iss, aud and the token kind allow it; refusals wrap
+// verify.ErrInvalidToken (ErrInactiveToken, …). An endpoint that cannot be
+// reached, refuses the client's credentials, or answers unusably is
+// ErrProviderUnavailable. Answers are cached by the token's SHA-256: active
+// ones until exp or ActiveTTL, refusals for InactiveTTL. A cached active
+// answer outlives a provider outage until it lapses. Concurrent requests
+// for one token share one call. An Introspection exposes the usual members
+// and Map for the claims mapper.
 package flow

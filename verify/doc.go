@@ -45,4 +45,23 @@
 // access tokens (`scope` or `scp`); Map returns all of them for claim
 // mapping. ClaimsOfVerified decodes a token verified before and kept
 // sealed since (a session's ID token), without checking it again.
+//
+// A DPoPVerifier (NewDPoPVerifier) checks the DPoP proofs (RFC 9449) that
+// accompany DPoP-bound access tokens. Verify takes the request's DPoP
+// header values, method, absolute URL and access token and, in order:
+// requires exactly one proof; caps its size; splits it; checks the
+// header's typ (dpop+jwt), refuses crit, checks alg against an asymmetric
+// allow-list, and checks that jwk is a public EC, RSA (2048–8192 bits) or
+// Ed25519 key fitting alg, with no private or symmetric members; checks
+// the signature with that key; then jti, htm, htu (compared after RFC 3986
+// normalization, without query and fragment), iat (at most MaxAge old,
+// ClockSkew ahead) and ath. A jti seen with the same key while its proof
+// is still acceptable is ErrDPoPReplay; seen jtis are kept in a bounded
+// LRU keyed by a hash, and LiveEvictions counts entries dropped early.
+// Checked headers are remembered, so a client's later proofs cost a
+// signature check and the claims. Server nonces are not supported. Verify
+// returns the key's RFC 7638 thumbprint; CheckDPoPBinding compares it with
+// a token's cnf.jkt (ConfirmationThumbprint), for JWT claims and
+// introspection answers alike. Proof refusals wrap ErrInvalidDPoPProof,
+// binding refusals ErrInvalidToken.
 package verify
