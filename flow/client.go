@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -25,7 +26,8 @@ import (
 	"github.com/gatehouse-auth/gatehouse/verify"
 )
 
-// ClientAuth is how the client authenticates at the token endpoint.
+// ClientAuth is how the client authenticates at the provider's token,
+// revocation and introspection endpoints (clientauth.go).
 type ClientAuth int
 
 // Client authentication methods (OpenID Connect Core §9).
@@ -34,6 +36,12 @@ const (
 	AuthBasic ClientAuth = iota
 	// AuthPost is client_secret_post: the id and secret in the form body.
 	AuthPost
+	// AuthPrivateKeyJWT is private_key_jwt: a JWT the client signs with
+	// ClientKey (RFC 7523 §2.2). No client secret.
+	AuthPrivateKeyJWT
+	// AuthSecretJWT is client_secret_jwt: a JWT signed with HS256, the
+	// client secret as the key (at least 32 bytes).
+	AuthSecretJWT
 )
 
 // DefaultScopes are requested when ClientOptions.Scopes is empty.
@@ -46,11 +54,34 @@ const DefaultClockSkew = time.Minute
 type ClientOptions struct {
 	// Provider is the OpenID provider. Required.
 	Provider *Provider
-	// ClientID and ClientSecret of the registered confidential client. Required.
-	ClientID     string
+	// ClientID of the registered confidential client. Required.
+	ClientID string
+	// ClientSecret of the client. Required, except with AuthPrivateKeyJWT,
+	// which refuses one; at least 32 bytes with AuthSecretJWT.
 	ClientSecret string
-	// ClientAuth at the token endpoint. Default AuthBasic.
+	// ClientAuth is how the client authenticates at the token,
+	// revocation and introspection endpoints. Default AuthBasic.
 	ClientAuth ClientAuth
+	// ClientKey is the PEM private key of AuthPrivateKeyJWT: PKCS #8,
+	// PKCS #1 or SEC 1, unencrypted; EC P-256, or RSA of at least 2048
+	// bits. When the PEM also holds the key's certificate, assertions
+	// carry its x5t and x5t#S256 (Microsoft Entra ID wants them).
+	// Required with AuthPrivateKeyJWT, refused otherwise.
+	ClientKey []byte
+	// ClientKeyID is the assertions' kid header, as registered at the
+	// provider. Default: the key's RFC 7638 JWK thumbprint (SHA-256).
+	ClientKeyID string
+	// ClientKeyAlgorithm signs the assertions: ES256 for an EC key, RS256
+	// or PS256 for an RSA key, HS256 with AuthSecretJWT. Default: ES256,
+	// RS256 or HS256 by the key.
+	ClientKeyAlgorithm string
+	// ClientAssertionAudience is the assertions' aud:
+	// AssertionAudienceIssuer ("issuer", the provider's issuer
+	// identifier), AssertionAudienceTokenEndpoint ("token_endpoint", the
+	// token endpoint URL, whichever endpoint is called) or an explicit
+	// URL. Default "issuer": the value that resists audience injection;
+	// providers that accept only the token endpoint need "token_endpoint".
+	ClientAssertionAudience string
 	// Scopes requested; must include "openid". Default DefaultScopes.
 	Scopes []string
 	// Prompt is sent as the `prompt` parameter: space-separated values of
@@ -86,6 +117,12 @@ type Client struct {
 	// authParams are the authorization request's parameters that are the
 	// same for every login, encoded once.
 	authParams string
+	// assertion signs client assertions (private_key_jwt,
+	// client_secret_jwt); nil for the other methods (clientauth.go).
+	assertion *assertionSigner
+	// tokenHTTP is the provider's HTTP client, authenticating the
+	// requests x/oauth2 sends to the token endpoint (tokenTransport).
+	tokenHTTP *http.Client
 }
 
 // NewClient checks opts and returns a Client. No network call is made here.
@@ -93,11 +130,12 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if opts.Provider == nil {
 		return nil, errors.New("flow: a provider is required")
 	}
-	if opts.ClientID == "" || opts.ClientSecret == "" {
-		return nil, errors.New("flow: client id and secret are required")
+	if opts.ClientID == "" {
+		return nil, errors.New("flow: a client id is required")
 	}
-	if opts.ClientAuth != AuthBasic && opts.ClientAuth != AuthPost {
-		return nil, errors.New("flow: unknown client authentication method")
+	assertion, err := checkClientAuth(&opts)
+	if err != nil {
+		return nil, err
 	}
 	if len(opts.Scopes) == 0 {
 		opts.Scopes = DefaultScopes
@@ -129,7 +167,10 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if opts.Prompt != "" {
 		fixed.Set("prompt", opts.Prompt)
 	}
-	return &Client{opts: opts, p: opts.Provider, authParams: fixed.Encode()}, nil
+	opts.ClientKey = nil // parsed into assertion; not kept twice
+	c := &Client{opts: opts, p: opts.Provider, authParams: fixed.Encode(), assertion: assertion}
+	c.tokenHTTP = c.tokenClient()
+	return c, nil
 }
 
 // OptionError is an option value a constructor or checker refuses. Field
@@ -204,14 +245,15 @@ func (c *Client) providerVerifier(lv *lazyVerifier, meta *Metadata, optionalExpi
 	})
 }
 
+// oauth2Config is the x/oauth2 configuration for the token endpoint. It
+// holds no client credentials: with AuthStyleInParams and an empty client
+// id x/oauth2 sends none, and tokenTransport adds them (Client.authenticate).
 func (c *Client) oauth2Config(meta *Metadata, redirectURL string) *oauth2.Config {
 	return &oauth2.Config{
-		ClientID:     c.opts.ClientID,
-		ClientSecret: c.opts.ClientSecret,
 		Endpoint: oauth2.Endpoint{
 			AuthURL:   meta.Endpoints.Authorization,
 			TokenURL:  meta.Endpoints.Token,
-			AuthStyle: c.opts.ClientAuth.style(),
+			AuthStyle: oauth2.AuthStyleInParams,
 		},
 		RedirectURL: redirectURL,
 		Scopes:      c.opts.Scopes,
@@ -219,9 +261,10 @@ func (c *Client) oauth2Config(meta *Metadata, redirectURL string) *oauth2.Config
 }
 
 // withHTTPClient is the one place the provider HTTP client enters a
-// context, where x/oauth2 looks for it, for the token endpoint.
+// context, where x/oauth2 looks for it, for the token endpoint; its
+// transport authenticates the client (tokenTransport).
 func (c *Client) withHTTPClient(ctx context.Context) context.Context {
-	return context.WithValue(httpx.WithEndpoint(ctx, httpx.EndpointToken), oauth2.HTTPClient, c.p.opts.HTTPClient)
+	return context.WithValue(httpx.WithEndpoint(ctx, httpx.EndpointToken), oauth2.HTTPClient, c.tokenHTTP)
 }
 
 // StartLogin begins a login: unless the provider cannot be reached now

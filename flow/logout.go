@@ -8,8 +8,6 @@ import (
 	"net/url"
 	"strings"
 
-	"golang.org/x/oauth2"
-
 	"github.com/gatehouse-auth/gatehouse/internal/httpx"
 )
 
@@ -68,33 +66,4 @@ func (c *Client) Revoke(ctx context.Context, token, hint string) error {
 		return fmt.Errorf("flow: revocation endpoint answered %d", resp.StatusCode)
 	}
 	return nil
-}
-
-// authenticatedPost is a form POST to one of the provider's endpoints,
-// authenticated as the client the way ClientAuth says — what x/oauth2 does
-// at the token endpoint, for the endpoints it does not cover (revocation,
-// and introspection later).
-func (c *Client) authenticatedPost(ctx context.Context, endpoint string, form url.Values) (*http.Request, error) {
-	if c.opts.ClientAuth == AuthPost {
-		form.Set("client_id", c.opts.ClientID)
-		form.Set("client_secret", c.opts.ClientSecret)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if c.opts.ClientAuth == AuthBasic {
-		// RFC 6749 §2.3.1: form-urlencode the id and secret first.
-		req.SetBasicAuth(url.QueryEscape(c.opts.ClientID), url.QueryEscape(c.opts.ClientSecret))
-	}
-	return req, nil
-}
-
-// style is how x/oauth2 sends the client credentials at the token endpoint.
-func (a ClientAuth) style() oauth2.AuthStyle {
-	if a == AuthPost {
-		return oauth2.AuthStyleInParams
-	}
-	return oauth2.AuthStyleInHeader
 }
