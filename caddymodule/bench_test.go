@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/gatehouse-auth/gatehouse/devidp"
 	"github.com/gatehouse-auth/gatehouse/internal/testredis"
 	"github.com/gatehouse-auth/gatehouse/session"
 )
@@ -61,6 +62,56 @@ func BenchmarkHandlerBearerCacheHit(b *testing.B) {
 	g := bearerHandler(b, idp, nil)
 	r := apiRequest("Bearer " + mint(b, idp, "alice", []string{apiAudience}, []string{"orders:read"}, time.Hour))
 	benchServe(b, g, r, http.StatusOK)
+}
+
+// realisticBearer returns a bearer handler and n distinct access tokens
+// of a real provider's size (devidp.Config.RealisticAccessTokens: about
+// 1.2 KB with RS256), as `make bench` sends them.
+func realisticBearer(b *testing.B, n, cacheSize int) (*Gatehouse, []string) {
+	idp, _ := newConfiguredIDP(b, func(c *devidp.Config) { c.RealisticAccessTokens = true })
+	g := bearerHandler(b, idp, func(g *Gatehouse) { g.Bearer.CacheSize = cacheSize })
+	toks := make([]string, n)
+	for i := range toks {
+		toks[i] = mint(b, idp, "alice", []string{apiAudience}, []string{"openid", "orders:read"}, time.Hour)
+	}
+	b.ReportMetric(float64(len(toks[0])), "token-bytes")
+	return g, toks
+}
+
+// BenchmarkHandlerBearerRealisticCacheHit: a client repeating a 1.2 KB
+// token, through the whole handler.
+func BenchmarkHandlerBearerRealisticCacheHit(b *testing.B) {
+	g, toks := realisticBearer(b, 1, 0)
+	benchServe(b, g, apiRequest("Bearer "+toks[0]), http.StatusOK)
+}
+
+// BenchmarkHandlerBearerRealisticCacheMiss: a new 1.2 KB RS256 token on
+// every request (more tokens than the cache holds, cycled), through the
+// whole handler: a signature check, the claims decoded and mapped.
+func BenchmarkHandlerBearerRealisticCacheMiss(b *testing.B) {
+	g, toks := realisticBearer(b, 512, 256)
+	reqs := make([]*http.Request, len(toks))
+	for i, tok := range toks {
+		reqs[i] = apiRequest("Bearer " + tok)
+	}
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := reqs[i%len(reqs)]
+		i++
+		clear(w.h)
+		w.status = http.StatusOK
+		rr := r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+		rr.Header = http.Header{"Accept": r.Header["Accept"], "Authorization": r.Header["Authorization"]}
+		if err := g.ServeHTTP(w, rr, next); err != nil {
+			b.Fatal(err)
+		}
+		if w.status != http.StatusOK {
+			b.Fatalf("status %d", w.status)
+		}
+	}
 }
 
 func benchSession(b *testing.B, mod func(*Gatehouse), edit func(*session.Session)) {

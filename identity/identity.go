@@ -82,19 +82,29 @@ func (id *Identity) VerifiedEmail() string {
 // When the user claim is the e-mail claim and the e-mail is unverified, it
 // returns ErrUnverifiedEmail, and the identity without a user.
 func (m *Mapper) Map(claims map[string]any) (Identity, error) {
+	return m.MapFrom(func(name string) (any, bool) {
+		v, ok := claims[name]
+		return v, ok
+	})
+}
+
+// MapFrom is Map for claims found one by one: get returns the claim named
+// (a top-level name) and whether there is one — a verified token's
+// Claims.Claim, which decodes only the claims the mapping reads.
+func (m *Mapper) MapFrom(get func(name string) (any, bool)) (Identity, error) {
 	userClaim, emailClaim := or(m.UserClaim, DefaultUserClaim), or(m.EmailClaim, DefaultEmailClaim)
-	verified, stated := claims["email_verified"]
+	verified, stated := get("email_verified")
 	id := Identity{
-		Subject:           String(claims, "sub"),
-		User:              String(claims, userClaim),
-		Email:             String(claims, emailClaim),
+		Subject:           stringOf(get, "sub"),
+		User:              stringOf(get, userClaim),
+		Email:             stringOf(get, emailClaim),
 		EmailUnverified:   verified != true && (stated || !m.AssumeEmailVerified),
-		PreferredUsername: String(claims, "preferred_username"),
-		Name:              String(claims, "name"),
-		Groups:            Strings(claims, or(m.GroupsClaim, DefaultGroupsClaim)),
+		PreferredUsername: stringOf(get, "preferred_username"),
+		Name:              stringOf(get, "name"),
+		Groups:            stringsOf(get, or(m.GroupsClaim, DefaultGroupsClaim)),
 	}
 	for _, n := range m.Keep.Names() {
-		if v := Strings(claims, n); v != nil {
+		if v := stringsOf(get, n); v != nil {
 			if id.Claims == nil {
 				id.Claims = make(map[string][]string)
 			}
@@ -109,6 +119,22 @@ func (m *Mapper) Map(claims map[string]any) (Identity, error) {
 		return id, ErrIncomplete
 	}
 	return id, nil
+}
+
+// MapperKey stands for what Map's result depends on besides the claims
+// (see Mapper.Key). It is comparable.
+type MapperKey struct {
+	m    *Mapper
+	keep *[]string
+}
+
+// Key returns what Map's result depends on besides the claims: the
+// mapper, and the names its Keep set holds now. A caller may keep Map's
+// result for claims that never change (a verified token's) under the key,
+// and reuse it while Key returns an equal one; the key must be taken
+// before mapping. The mapper's fields must not change once it is in use.
+func (m *Mapper) Key() MapperKey {
+	return MapperKey{m: m, keep: m.Keep.current()}
 }
 
 func or(v, def string) string {
@@ -163,23 +189,44 @@ func (s *ClaimSet) snapshot() {
 
 // Names returns the names in the set, sorted. Do not modify the result.
 func (s *ClaimSet) Names() []string {
-	if s == nil {
-		return nil
-	}
-	if p := s.names.Load(); p != nil {
+	if p := s.current(); p != nil {
 		return *p
 	}
 	return nil
 }
 
+// current returns the latest snapshot of the names: a new one after
+// every Add and Remove (nil: none yet, or a nil set).
+func (s *ClaimSet) current() *[]string {
+	if s == nil {
+		return nil
+	}
+	return s.names.Load()
+}
+
 // Lookup finds a claim by name; a dotted name that is not itself a claim
 // reaches into nested objects ("realm_access.roles").
 func Lookup(claims map[string]any, name string) (any, bool) {
-	if v, ok := claims[name]; ok {
+	return lookup(func(name string) (any, bool) {
+		v, ok := claims[name]
+		return v, ok
+	}, name)
+}
+
+// lookup is Lookup for claims found by get.
+func lookup(get func(string) (any, bool), name string) (any, bool) {
+	if v, ok := get(name); ok {
 		return v, true
 	}
-	var cur any = claims
-	for part := range strings.SplitSeq(name, ".") {
+	first, rest, dotted := strings.Cut(name, ".")
+	if !dotted {
+		return nil, false
+	}
+	cur, ok := get(first)
+	if !ok {
+		return nil, false
+	}
+	for part := range strings.SplitSeq(rest, ".") {
 		m, ok := cur.(map[string]any)
 		if !ok {
 			return nil, false
@@ -195,6 +242,16 @@ func Lookup(claims map[string]any, name string) (any, bool) {
 // booleans; anything else is "".
 func String(claims map[string]any, name string) string {
 	v, _ := Lookup(claims, name)
+	return text(v)
+}
+
+func stringOf(get func(string) (any, bool), name string) string {
+	v, _ := lookup(get, name)
+	return text(v)
+}
+
+// text is String of a claim's value.
+func text(v any) string {
 	switch v := v.(type) {
 	case string:
 		return HeaderSafe(v)
@@ -213,6 +270,16 @@ func String(claims map[string]any, name string) string {
 // strings (other elements are skipped), each made header-safe.
 func Strings(claims map[string]any, name string) []string {
 	v, _ := Lookup(claims, name)
+	return texts(v)
+}
+
+func stringsOf(get func(string) (any, bool), name string) []string {
+	v, _ := lookup(get, name)
+	return texts(v)
+}
+
+// texts is Strings of a claim's value.
+func texts(v any) []string {
 	if arr, ok := v.([]any); ok {
 		var out []string
 		for _, e := range arr {
@@ -224,7 +291,7 @@ func Strings(claims map[string]any, name string) []string {
 		}
 		return out
 	}
-	if s := String(claims, name); s != "" {
+	if s := text(v); s != "" {
 		return []string{s}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -120,6 +121,53 @@ func TestClaimSet(t *testing.T) {
 	s.Remove("a")
 	if got := s.Names(); len(got) != 0 {
 		t.Fatalf("after both removes: %v", got)
+	}
+}
+
+// TestMapFrom: claims found one by one map as the map of them does,
+// dotted names included.
+func TestMapFrom(t *testing.T) {
+	c := claims(t, `{"sub":"u1","email":"e@x.example","email_verified":true,"realm_access":{"roles":["r1","r2"]},"n":2}`)
+	keep := &ClaimSet{}
+	keep.Add("n", "realm_access.roles")
+	m := &Mapper{GroupsClaim: "realm_access.roles", Keep: keep}
+	want, wantErr := m.Map(c)
+	var asked []string
+	got, err := m.MapFrom(func(name string) (any, bool) {
+		asked = append(asked, name)
+		v, ok := c[name]
+		return v, ok
+	})
+	if !reflect.DeepEqual(got, want) || err != wantErr {
+		t.Fatalf("MapFrom %+v, %v; Map %+v, %v", got, err, want, wantErr)
+	}
+	if !reflect.DeepEqual(got.Groups, []string{"r1", "r2"}) || got.Claims["n"][0] != "2" {
+		t.Fatalf("got %+v", got)
+	}
+	if slices.Contains(asked, "") {
+		t.Fatalf("asked for %q", asked)
+	}
+}
+
+// TestMapperKey: the key changes when the kept claims do, and only then.
+func TestMapperKey(t *testing.T) {
+	keep := &ClaimSet{}
+	m, other := &Mapper{Keep: keep}, &Mapper{Keep: keep}
+	k := m.Key()
+	if m.Key() != k || other.Key() == k {
+		t.Fatal("key not stable, or shared by two mappers")
+	}
+	keep.Add("x")
+	if m.Key() == k {
+		t.Fatal("key unchanged after Add")
+	}
+	k = m.Key()
+	keep.Remove("x")
+	if m.Key() == k {
+		t.Fatal("key unchanged after Remove")
+	}
+	if (&Mapper{}).Key() == (&Mapper{}).Key() {
+		t.Fatal("distinct mappers share a key")
 	}
 }
 

@@ -42,9 +42,12 @@
 // before any parsing.
 //
 // Claims exposes the registered and OpenID Connect claims and the scopes of
-// access tokens (`scope` or `scp`); Map returns all of them for claim
-// mapping. ClaimsOfVerified decodes a token verified before and kept
-// sealed since (a session's ID token), without checking it again.
+// access tokens (`scope` or `scp`), decoded from the payload one by one;
+// Claim decodes one more, Map all of them (once, then kept). Derived keeps
+// what a caller makes of a token's claims (its identity) with them, so a
+// token from the cache is not mapped again. ClaimsOfVerified decodes a
+// token verified before and kept sealed since (a session's ID token),
+// without checking it again.
 //
 // A DPoPVerifier (NewDPoPVerifier) checks the DPoP proofs (RFC 9449) that
 // accompany DPoP-bound access tokens. Verify takes the request's DPoP

@@ -1,12 +1,12 @@
 package verify
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,13 +20,21 @@ type compact struct {
 	signingInput               string // header "." payload
 }
 
+// compactChars marks the bytes of a compact serialization: base64url and
+// the dots.
+var compactChars = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") {
+		t[c] = true
+	}
+	return t
+}()
+
 // splitCompact splits a JWS compact serialization into its three non-empty
 // base64url parts. The JSON serialization and anything with other bytes is
 // ErrMalformed.
 func splitCompact(token string) (compact, error) {
 	for i := 0; i < len(token); i++ {
-		c := token[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if !compactChars[token[i]] {
 			return compact{}, ErrMalformed
 		}
 	}
@@ -85,12 +93,81 @@ type Claims struct {
 	// Type is the JOSE header's typ ("JWT", "at+jwt", …), as sent.
 	Type string
 
-	all map[string]any
+	payload []byte                         // the claims' JSON, as signed
+	members []member                       // where each claim is in payload
+	all     atomic.Pointer[map[string]any] // Map, once decoded
+	derived atomic.Pointer[[]derivation]   // see Derived
 }
 
 // Map returns every claim of the token as decoded JSON (numbers are
-// json.Number). The map is shared: callers must not modify it.
-func (c *Claims) Map() map[string]any { return c.all }
+// json.Number). It is decoded on first use and then kept with the claims
+// — in the verified-token cache too, for as long as the token stays
+// there: to read a few claims, Claim is cheaper. The map is shared:
+// callers must not modify it.
+func (c *Claims) Map() map[string]any {
+	if m := c.all.Load(); m != nil {
+		return *m
+	}
+	all := decodeObject(c.payload, c.members)
+	c.all.CompareAndSwap(nil, &all)
+	return *c.all.Load()
+}
+
+// Claim returns one claim of the token as Map holds it (a name given
+// twice is its last value), and whether the token has it. Only that claim
+// is decoded, and nothing is kept.
+func (c *Claims) Claim(name string) (any, bool) {
+	if m := c.all.Load(); m != nil {
+		v, ok := (*m)[name]
+		return v, ok
+	}
+	v, ok := lookup(c.payload, c.members, name)
+	if !ok {
+		return nil, false
+	}
+	return decodeValue(v), true
+}
+
+// derivation is a value Derived built, and its key.
+type derivation struct{ key, val any }
+
+// maxDerived bounds the values a Claims keeps for Derived.
+const maxDerived = 4
+
+// Derived returns build(c), built once for each key and then kept with
+// the claims — in the verified-token cache too — so that what a caller
+// derives from a token's claims alone (the identity a mapper makes of
+// them, a policy's verdict) is not derived again for a token seen
+// before. key stands for everything besides the claims that the value
+// depends on; the claims keep the values of the latest few keys.
+// Concurrent first calls may each build.
+func Derived[K comparable, T any](c *Claims, key K, build func(*Claims) T) T {
+	if p := c.derived.Load(); p != nil {
+		for _, d := range *p {
+			if k, ok := d.key.(K); ok && k == key {
+				v, _ := d.val.(T)
+				return v
+			}
+		}
+	}
+	v := build(c)
+	for {
+		old := c.derived.Load()
+		next := make([]derivation, 0, maxDerived)
+		if old != nil {
+			for _, d := range *old {
+				if k, ok := d.key.(K); !ok || k != key {
+					next = append(next, d)
+				}
+			}
+			next = next[max(0, len(next)-(maxDerived-1)):]
+		}
+		next = append(next, derivation{key: key, val: v})
+		if c.derived.CompareAndSwap(old, &next) {
+			return v
+		}
+	}
+}
 
 // ClaimsOfVerified decodes the claims of a token that was verified before
 // and kept where no one could change it since (a sealed session), without
@@ -103,31 +180,67 @@ func ClaimsOfVerified(token string) (*Claims, error) {
 	return parseClaims(parts.payload)
 }
 
-// parseClaims decodes a verified payload. Registered claims of the wrong
-// JSON type are ErrMalformed; exp is required by the Verifier, not here.
+// The registered claims parseClaims reads, by their index in its table.
+const (
+	claimIss = iota
+	claimSub
+	claimAud
+	claimExp
+	claimNbf
+	claimIat
+	claimNonce
+	claimAzp
+	claimAtHash
+	claimSid
+	claimScope
+	claimScp
+	numRegistered
+)
+
+var registeredClaims = map[string]int{
+	"iss": claimIss, "sub": claimSub, "aud": claimAud, "exp": claimExp, "nbf": claimNbf, "iat": claimIat,
+	"nonce": claimNonce, "azp": claimAzp, "at_hash": claimAtHash, "sid": claimSid, "scope": claimScope, "scp": claimScp,
+}
+
+// parseClaims decodes a verified payload: a JSON object and nothing after
+// it. Registered claims of the wrong JSON type are ErrMalformed; a claim
+// given twice counts with its last value; exp is required by the
+// Verifier, not here. The other claims stay undecoded until Map or Claim
+// asks for them.
 func parseClaims(enc string) (*Claims, error) {
-	raw, err := b64.DecodeString(enc)
-	if err != nil {
+	payload, err := b64.DecodeString(enc)
+	if err != nil || !json.Valid(payload) {
 		return nil, ErrMalformed
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var all map[string]any
-	if err := dec.Decode(&all); err != nil || all == nil || dec.More() {
+	members, ok := objectMembers(payload, 32)
+	if !ok {
 		return nil, ErrMalformed
 	}
-	c := &Claims{all: all}
-	ok := optString(all, "iss", &c.Issuer) &&
-		optString(all, "sub", &c.Subject) &&
-		optAudience(all, &c.Audience) &&
-		optTime(all, "exp", &c.Expiry) &&
-		optTime(all, "nbf", &c.NotBefore) &&
-		optTime(all, "iat", &c.IssuedAt) &&
-		optString(all, "nonce", &c.Nonce) &&
-		optString(all, "azp", &c.AuthorizedParty) &&
-		optString(all, "at_hash", &c.AccessTokenHash) &&
-		optString(all, "sid", &c.SessionID) &&
-		optScopes(all, &c.Scopes)
+	// Where each registered claim is: its last member, as in a map.
+	var at [numRegistered][]byte
+	for _, m := range members {
+		var n int
+		if m.plainKey {
+			n, ok = registeredClaims[string(m.key.of(payload))]
+		} else {
+			n, ok = registeredClaims[decodeKey(payload, m)]
+		}
+		if ok {
+			at[n] = m.val.of(payload)
+		}
+	}
+	c := &Claims{payload: payload, members: members}
+	ok = optString(at[claimIss], &c.Issuer) &&
+		optString(at[claimSub], &c.Subject) &&
+		optStrings(at[claimAud], func(s string) []string { return []string{s} }, &c.Audience) &&
+		optTime(at[claimExp], &c.Expiry) &&
+		optTime(at[claimNbf], &c.NotBefore) &&
+		optTime(at[claimIat], &c.IssuedAt) &&
+		optString(at[claimNonce], &c.Nonce) &&
+		optString(at[claimAzp], &c.AuthorizedParty) &&
+		optString(at[claimAtHash], &c.AccessTokenHash) &&
+		optString(at[claimSid], &c.SessionID) &&
+		optScopes(at[claimScope], at[claimScp], &c.Scopes)
 	if !ok {
 		return nil, ErrMalformed
 	}
@@ -145,71 +258,48 @@ func (c *Claims) MissingScopes(required []string) []string {
 	return missing
 }
 
+// The opt* functions read an optional claim from its JSON text v (nil:
+// absent, which is fine); a value of another type is malformed.
+
 // optScopes reads `scope` (a space-separated string) or, failing that,
 // `scp` (a string or an array of strings).
-func optScopes(all map[string]any, dst *[]string) bool {
-	if v, ok := all["scope"]; ok {
-		s, ok := v.(string)
+func optScopes(scope, scp []byte, dst *[]string) bool {
+	if scope != nil {
+		s, ok := stringValue(scope)
 		*dst = strings.Fields(s)
 		return ok
 	}
-	return optStrings(all, "scp", strings.Fields, dst)
+	return optStrings(scp, strings.Fields, dst)
 }
 
-func optString(all map[string]any, name string, dst *string) bool {
-	v, present := all[name]
-	if !present {
+func optString(v []byte, dst *string) bool {
+	if v == nil {
 		return true
 	}
-	s, ok := v.(string)
+	s, ok := stringValue(v)
 	*dst = s
 	return ok
 }
 
-// optAudience accepts `aud` as a string or an array of strings (RFC 7519 §4.1.3).
-func optAudience(all map[string]any, dst *[]string) bool {
-	return optStrings(all, "aud", func(s string) []string { return []string{s} }, dst)
-}
-
 // optStrings reads a claim that is an array of strings, or a string that
-// one turns into the list; absent is fine, anything else is malformed.
-func optStrings(all map[string]any, name string, one func(string) []string, dst *[]string) bool {
-	switch v := all[name].(type) {
-	case nil:
-		_, present := all[name]
-		return !present
-	case string:
-		*dst = one(v)
+// one turns into the list (`aud`, RFC 7519 §4.1.3; `scp`).
+func optStrings(v []byte, one func(string) []string, dst *[]string) bool {
+	if v == nil {
 		return true
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return false
-			}
-			out = append(out, s)
-		}
-		*dst = out
-		return true
-	default:
-		return false
 	}
+	list, ok := stringsValue(v, one)
+	*dst = list
+	return ok
 }
 
 // optTime parses a NumericDate: a finite, non-negative JSON number of
 // seconds, possibly fractional, before the year 10000.
-func optTime(all map[string]any, name string, dst *time.Time) bool {
-	v, present := all[name]
-	if !present {
+func optTime(v []byte, dst *time.Time) bool {
+	if v == nil {
 		return true
 	}
-	n, ok := v.(json.Number)
+	f, ok := numericDate(v)
 	if !ok {
-		return false
-	}
-	f, err := n.Float64()
-	if err != nil || math.IsNaN(f) || f < 0 || f >= 253402300800 {
 		return false
 	}
 	sec, frac := math.Modf(f)
