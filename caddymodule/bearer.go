@@ -24,17 +24,48 @@ func (e *bearerError) Unwrap() error { return e.err }
 // authenticateBearer authenticates a request by its bearer token; its
 // claims are mapped like a login's (a token without the user claim passes
 // without X-Forwarded-User; one named by an unverified e-mail is refused).
-func (g *Gatehouse) authenticateBearer(r *http.Request, token string) (principal, error) {
+// With `dpop`, a DPoP request's proof is checked first and the token must
+// be bound to its key; with `introspection`, a token that is not a JWT is
+// checked at the provider (apitokens.go).
+func (g *Gatehouse) authenticateBearer(r *http.Request, token string, dpop bool) (principal, error) {
+	jkt, err := g.checkDPoP(r, token, dpop)
+	if err != nil {
+		g.metrics.bearerVerified(err)
+		return principal{}, &bearerError{err}
+	}
+	if g.introspector != nil && !isJWT(token) {
+		return g.authenticateOpaque(r, token, dpop, jkt)
+	}
 	claims, err := g.bearer.Verify(r.Context(), token)
 	g.metrics.bearerVerified(err)
 	if err != nil {
 		return principal{}, &bearerError{err}
 	}
-	id, err := g.idp.mapper.Map(claims.Map())
-	if errors.Is(err, identity.ErrUnverifiedEmail) {
-		return principal{}, &bearerError{fmt.Errorf("%w: %w", verify.ErrInvalidToken, err)}
+	if g.dpop != nil {
+		// cnf alone: the whole claim map would stay in the token cache.
+		cnf, _ := claims.Claim("cnf")
+		if err := g.checkBinding(map[string]any{"cnf": cnf}, dpop, jkt); err != nil {
+			return principal{}, &bearerError{err}
+		}
 	}
-	return principal{id: &id, accessToken: token, notAfter: claims.Expiry}, nil
+	// Mapped once per token, from the claims it reads: a token from the
+	// verified-token cache has its identity already.
+	mapper := g.idp.mapper
+	m := verify.Derived(claims, mapper.Key(), func(c *verify.Claims) *mappedIdentity {
+		id, err := mapper.MapFrom(c.Claim)
+		return &mappedIdentity{id, err}
+	})
+	if errors.Is(m.err, identity.ErrUnverifiedEmail) {
+		return principal{}, &bearerError{fmt.Errorf("%w: %w", verify.ErrInvalidToken, m.err)}
+	}
+	return principal{id: &m.id, accessToken: token, notAfter: claims.Expiry}, nil
+}
+
+// mappedIdentity is what a token's claims map to, kept with them (shared
+// by the requests that carry the token: read only).
+type mappedIdentity struct {
+	id  identity.Identity
+	err error
 }
 
 // bearerFailed answers a bearer request that cannot pass (RFC 6750 §3):
@@ -67,9 +98,27 @@ func (g *Gatehouse) bearerFailed(w http.ResponseWriter, r *http.Request, err err
 		p.message = "Tokens cannot be checked right now. Please retry shortly."
 		w.Header().Set("Retry-After", "5")
 		g.logger.Warn("bearer tokens cannot be checked: the provider's keys are unavailable", zap.Error(err))
+	case errors.Is(err, verify.ErrInvalidDPoPProof):
+		p.code, p.title, p.message = "invalid_dpop_proof", "Invalid DPoP proof", "The DPoP proof is missing, invalid or replayed."
+		param = `error="invalid_dpop_proof"`
 	default:
 		param = `error="invalid_token"`
 	}
-	w.Header().Set("WWW-Authenticate", g.challenge(r, param))
+	if g.dpop == nil {
+		w.Header().Set("WWW-Authenticate", g.challenge(r, param))
+		return fail(w, r, p, err)
+	}
+	// Both schemes' challenges (RFC 9449 §7.1), the error with the scheme
+	// the client should use: DPoP for a DPoP request, a proof's error, or
+	// a token that must be DPoP-bound.
+	bearerParam, dpopParam := param, ""
+	if usedDPoP(r) || errors.Is(err, verify.ErrInvalidDPoPProof) || errors.Is(err, errBoundAsBearer) || errors.Is(err, errDPoPRequired) {
+		bearerParam, dpopParam = "", param
+	}
+	w.Header().Del("WWW-Authenticate")
+	if g.Bearer.DPoP != dpopRequired {
+		w.Header().Add("WWW-Authenticate", g.challenge(r, bearerParam))
+	}
+	w.Header().Add("WWW-Authenticate", g.dpopChallenge(r, dpopParam))
 	return fail(w, r, p, err)
 }

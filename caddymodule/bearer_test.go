@@ -76,6 +76,37 @@ func TestBearerIdentity(t *testing.T) {
 	}
 }
 
+// TestBearerIdentityMappedOnce: a token seen before gets the identity
+// mapped the first time (the same one, not a copy) until the claims the
+// identities keep change, as when another block of the login starts
+// mapping a further claim.
+func TestBearerIdentityMappedOnce(t *testing.T) {
+	idp := newIDP(t)
+	g := bearerHandler(t, idp, nil)
+	tok := mint(t, idp, "alice", []string{apiAudience}, []string{"orders:read"}, time.Hour)
+	auth := func() principal {
+		t.Helper()
+		p, err := g.authenticateBearer(apiRequest("Bearer "+tok), tok, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	first := auth()
+	if again := auth(); again.id != first.id || first.id.User != "alice" {
+		t.Fatalf("mapped again, or wrongly: %+v", first.id)
+	}
+	keep := g.idp.mapper.Keep
+	keep.Add("email")
+	defer keep.Remove("email")
+	if p := auth(); p.id == first.id || len(p.id.Claims["email"]) != 1 || p.id.Claims["email"][0] != "alice@example.com" {
+		t.Fatalf("after a kept claim was added: %+v", p.id)
+	}
+	if first.id.Claims != nil {
+		t.Fatalf("the earlier identity changed: %+v", first.id)
+	}
+}
+
 // TestBearerRefusals: each bad token → the RFC 6750 answer, and the
 // upstream sees nothing (mod_auth_openidc GHSA-wcvh-g65p-v576: a token for
 // another resource server, or one without exp, must be refused).

@@ -117,6 +117,14 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &g.ClientSecret)
 		case "client_auth":
 			err = oneArg(d, &g.ClientAuth)
+		case "client_key":
+			err = oneArg(d, &g.ClientKey)
+		case "client_key_id":
+			err = oneArg(d, &g.ClientKeyID)
+		case "client_key_algorithm":
+			err = oneArg(d, &g.ClientKeyAlgorithm)
+		case "client_assertion_audience":
+			err = oneArg(d, &g.ClientAssertionAudience)
 		case "scopes":
 			err = someArgs(d, &g.Scopes)
 		case "prompt":
@@ -238,6 +246,11 @@ func (b *BearerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = flagArg(d, &b.RequireAtJWT)
 		case "resource":
 			err = oneArg(d, &b.Resource)
+		case "dpop":
+			err = oneArg(d, &b.DPoP)
+		case "introspection":
+			b.Introspection = new(IntrospectionConfig)
+			return true, b.Introspection.unmarshalCaddyfile(d)
 		default:
 			err = d.Errf("gatehouse: bearer: unrecognized subdirective %q", sub)
 		}

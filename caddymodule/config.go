@@ -84,12 +84,15 @@ func (g *Gatehouse) resolvePlaceholders() error {
 
 // resolve replaces placeholders in the bearer block's values.
 func (b *BearerConfig) resolve(r *placeholder.Resolver) {
-	for _, f := range []stringField{{"bearer issuer", &b.Issuer}, {"bearer jwks_uri", &b.JWKSURI}, {"bearer jwks_file", &b.JWKSFile}, {"bearer resource", &b.Resource}} {
+	for _, f := range []stringField{{"bearer issuer", &b.Issuer}, {"bearer jwks_uri", &b.JWKSURI}, {"bearer jwks_file", &b.JWKSFile}, {"bearer resource", &b.Resource}, {"bearer dpop", &b.DPoP}} {
 		r.One(f.name, f.value)
 	}
 	r.Many("bearer audience", b.Audiences)
 	r.Many("bearer algorithms", b.Algorithms)
 	r.Many("bearer required_scopes", b.RequiredScopes)
+	if b.Introspection != nil {
+		r.One("bearer introspection endpoint", &b.Introspection.Endpoint)
+	}
 }
 
 // applyDefaults fills the documented defaults, so JSON and Caddyfile

@@ -323,10 +323,11 @@ func (m *metrics) sessionEnded(err error) {
 func (m *metrics) bearerVerified(err error) { m.bearer[bearerResultOf(err)].Inc() }
 
 func bearerResultOf(err error) bearerResult {
+	if err == nil {
+		return bearerOK // before the errors.As target, which escapes
+	}
 	var scope *flow.InsufficientScopeError
 	switch {
-	case err == nil:
-		return bearerOK
 	case errors.Is(err, verify.ErrExpired):
 		return bearerExpired
 	case errors.As(err, &scope):
@@ -409,7 +410,7 @@ func (t timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // libraryStats are the counters the libraries keep.
 type libraryStats struct {
-	session, token             [2]uint64 // hits, misses
+	session, token, introspect [2]uint64 // hits, misses
 	discoveries, discoveryFail uint64
 }
 
@@ -417,6 +418,7 @@ func (s *libraryStats) add(o libraryStats) {
 	for i := range 2 {
 		s.session[i] += o.session[i]
 		s.token[i] += o.token[i]
+		s.introspect[i] += o.introspect[i]
 	}
 	s.discoveries += o.discoveries
 	s.discoveryFail += o.discoveryFail
@@ -432,6 +434,10 @@ func (g *Gatehouse) libraryStats() libraryStats {
 	if b, ok := g.bearer.(interface{ Stats() verify.Stats }); ok {
 		st := b.Stats()
 		s.token = [2]uint64{st.CacheHits, st.CacheMisses}
+	}
+	if g.introspector != nil {
+		st := g.introspector.Stats()
+		s.introspect = [2]uint64{st.CacheHits, st.CacheMisses}
 	}
 	if g.idp != nil {
 		st := g.idp.meta.Stats()
@@ -506,6 +512,8 @@ func (c *libraryCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.cache, s.session[1], "session", "miss")
 		counter(c.cache, s.token[0], "token", "hit")
 		counter(c.cache, s.token[1], "token", "miss")
+		counter(c.cache, s.introspect[0], "introspection", "hit")
+		counter(c.cache, s.introspect[1], "introspection", "miss")
 		counter(c.jwks, jwks.OK, "ok")
 		counter(c.jwks, jwks.Failed, "error")
 		counter(c.discovery, s.discoveries, "ok")

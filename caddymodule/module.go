@@ -136,7 +136,9 @@ type Gatehouse struct {
 	slogger *slog.Logger // the libraries' logger: ctx.Slogger(), unless a test sets one
 	metrics *metrics     // the issuer's Prometheus counters and provider HTTP client (metrics.go)
 
-	resourceMeta *resourceMetadata // RFC 9728 metadata, with a bearer block (resource.go)
+	resourceMeta *resourceMetadata    // RFC 9728 metadata, with a bearer block (resource.go)
+	introspector *flow.Introspector   // with bearer { introspection } (apitokens.go)
+	dpop         *verify.DPoPVerifier // with bearer { dpop }
 
 	signer           *assertion.Signer // with `assertion` (assertion.go)
 	assertionHeader  string
@@ -206,6 +208,12 @@ type BearerConfig struct {
 	// is served at /.well-known/oauth-protected-resource plus its path,
 	// and named in every challenge. Default: the request's origin.
 	Resource string `json:"resource,omitempty"`
+	// Introspection checks tokens that are not JWTs at the provider's
+	// RFC 7662 endpoint. Default: off (opaque tokens are refused).
+	Introspection *IntrospectionConfig `json:"introspection,omitempty"`
+	// DPoP is "optional" (DPoP-bound tokens need their proof, RFC 9449)
+	// or "required" (only DPoP-bound tokens pass). Default: off.
+	DPoP string `json:"dpop,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -309,6 +317,10 @@ func (g *Gatehouse) provisionProvider(ctx caddy.Context) error {
 		if err != nil {
 			return errProvider(err)
 		}
+		if k, ok := g.idp.login.(interface{ PublicKeyJWK() []byte }); ok && g.ClientAuth == "private_key_jwt" {
+			g.logger.Info("client_auth private_key_jwt: the provider must know this public key for the client (kid included)",
+				zap.String("client_id", g.ClientID), zap.ByteString("jwk", k.PublicKeyJWK()))
+		}
 	}
 	return nil
 }
@@ -348,7 +360,7 @@ func (g *Gatehouse) provisionBearer() error {
 	}
 	g.bearer = b
 	g.resourceMeta = newResourceMetadata(g.Bearer, g.Issuer)
-	return nil
+	return g.provisionAPITokens()
 }
 
 // provisionSessions builds the session manager: cookies sealed with

@@ -39,12 +39,26 @@ type ProviderConfig struct {
 
 	// ClientID of the confidential client registered at the provider. Required.
 	ClientID string `json:"client_id,omitempty"`
-	// ClientSecret of that client. Required; use {env.*} or {file.*}.
+	// ClientSecret of that client. Required but with private_key_jwt; use
+	// {env.*} or {file.*}.
 	ClientSecret string `json:"client_secret,omitempty"`
-	// ClientAuth is how the client authenticates at the token endpoint:
-	// "basic" (client_secret_basic) or "post" (client_secret_post).
-	// Default: "basic".
+	// ClientAuth is how the client authenticates at the token, revocation
+	// and introspection endpoints: "basic" (client_secret_basic), "post"
+	// (client_secret_post), "private_key_jwt" or "client_secret_jwt"
+	// (RFC 7523 assertions). Default: "basic".
 	ClientAuth string `json:"client_auth,omitempty"`
+	// ClientKey is the PEM private key of private_key_jwt (EC P-256, RSA
+	// of 2048 bits or more), typically {file./path/client.pem}.
+	ClientKey string `json:"client_key,omitempty"`
+	// ClientKeyID is the assertions' kid. Default: the key's RFC 7638
+	// thumbprint (register the key under it; it is logged at startup).
+	ClientKeyID string `json:"client_key_id,omitempty"`
+	// ClientKeyAlgorithm signs the assertions: ES256 (EC keys), RS256
+	// (default for RSA) or PS256.
+	ClientKeyAlgorithm string `json:"client_key_algorithm,omitempty"`
+	// ClientAssertionAudience is the assertions' aud: "issuer" (default),
+	// "token_endpoint" (Entra ID), or a URL.
+	ClientAssertionAudience string `json:"client_assertion_audience,omitempty"`
 	// Scopes requested at login; must include "openid".
 	// Default: openid email profile.
 	Scopes []string `json:"scopes,omitempty"`
@@ -156,18 +170,7 @@ func (pc *ProviderConfig) provision(ctx context.Context, logger *slog.Logger, cl
 // provisionClient adds the login client and what it brings (refresh,
 // revocation, end-session) to p; m counts its refreshes.
 func (pc *ProviderConfig) provisionClient(p *provider, group *sessionGroup, m *metrics, refreshBefore time.Duration, now func() time.Time) error {
-	client, err := flow.NewClient(flow.ClientOptions{
-		Provider:     p.meta,
-		ClientID:     pc.ClientID,
-		ClientSecret: pc.ClientSecret,
-		ClientAuth:   clientAuths[pc.ClientAuth],
-		Scopes:       pc.Scopes,
-		Prompt:       strings.Join(pc.Prompt, " "),
-		Mapper:       p.mapper,
-
-		TrustedAudiences: pc.TrustedAudiences,
-		Now:              now,
-	})
+	client, err := flow.NewClient(pc.clientOptions(p, now))
 	if err != nil {
 		return err
 	}
@@ -180,8 +183,30 @@ func (pc *ProviderConfig) provisionClient(p *provider, group *sessionGroup, m *m
 	return nil
 }
 
+// clientOptions are the options of the provider's client.
+func (pc *ProviderConfig) clientOptions(p *provider, now func() time.Time) flow.ClientOptions {
+	return flow.ClientOptions{
+		Provider:     p.meta,
+		ClientID:     pc.ClientID,
+		ClientSecret: pc.ClientSecret,
+		ClientAuth:   clientAuths[pc.ClientAuth],
+		Scopes:       pc.Scopes,
+		Prompt:       strings.Join(pc.Prompt, " "),
+		Mapper:       p.mapper,
+
+		ClientKey: []byte(pc.ClientKey), ClientKeyID: pc.ClientKeyID,
+		ClientKeyAlgorithm: pc.ClientKeyAlgorithm, ClientAssertionAudience: pc.ClientAssertionAudience,
+
+		TrustedAudiences: pc.TrustedAudiences,
+		Now:              now,
+	}
+}
+
 // clientAuths are the client_auth values.
-var clientAuths = map[string]flow.ClientAuth{"basic": flow.AuthBasic, "post": flow.AuthPost}
+var clientAuths = map[string]flow.ClientAuth{
+	"basic": flow.AuthBasic, "post": flow.AuthPost,
+	"private_key_jwt": flow.AuthPrivateKeyJWT, "client_secret_jwt": flow.AuthSecretJWT,
+}
 
 // applyDefaults fills the documented defaults.
 func (pc *ProviderConfig) applyDefaults() {
@@ -217,11 +242,13 @@ func (pc *ProviderConfig) resolve(r *placeholder.Resolver) {
 	for _, f := range append(pc.urls(),
 		stringField{"client_id", &pc.ClientID}, stringField{"client_auth", &pc.ClientAuth},
 		stringField{"user_claim", &pc.UserClaim}, stringField{"email_claim", &pc.EmailClaim},
-		stringField{"groups_claim", &pc.GroupsClaim},
+		stringField{"groups_claim", &pc.GroupsClaim}, stringField{"client_key_id", &pc.ClientKeyID},
+		stringField{"client_key_algorithm", &pc.ClientKeyAlgorithm}, stringField{"client_assertion_audience", &pc.ClientAssertionAudience},
 	) {
 		r.One(f.name, f.value)
 	}
 	r.Secret("client_secret", &pc.ClientSecret)
+	r.Secret("client_key", &pc.ClientKey)
 	r.Many("scopes", pc.Scopes)
 	r.Many("prompt", pc.Prompt)
 	r.Many("trusted_audiences", pc.TrustedAudiences)
@@ -243,11 +270,16 @@ func (pc *ProviderConfig) validate(bad badFunc, withClient bool) {
 	if pc.ClientID == "" && withClient {
 		bad("client_id", "is required (unless bearer { only })")
 	}
-	if pc.ClientSecret == "" && withClient {
+	switch {
+	case pc.ClientAuth == "private_key_jwt":
+		if pc.ClientKey == "" && withClient {
+			bad("client_key", "is required with client_auth private_key_jwt (a PEM private key: {file./path/client.pem})")
+		}
+	case pc.ClientSecret == "" && withClient:
 		bad("client_secret", "is required (use {env.NAME} or {file./path} to keep it out of the config)")
 	}
 	if _, ok := clientAuths[pc.ClientAuth]; !ok && pc.ClientAuth != "" {
-		bad("client_auth", "must be basic or post, not %q", pc.ClientAuth)
+		bad("client_auth", "must be basic, post, private_key_jwt or client_secret_jwt, not %q", pc.ClientAuth)
 	}
 	if slices.Contains(pc.TrustedAudiences, "") {
 		bad("trusted_audiences", "must not hold an empty audience")

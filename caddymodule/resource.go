@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse-auth/gatehouse/flow"
+	"github.com/gatehouse-auth/gatehouse/verify"
 )
 
 // OAuth 2.0 Protected Resource Metadata (RFC 9728) for a block with a
@@ -37,6 +38,9 @@ type protectedResource struct {
 	AuthorizationServers []string `json:"authorization_servers,omitempty"`
 	ScopesSupported      []string `json:"scopes_supported,omitempty"`
 	BearerMethods        []string `json:"bearer_methods_supported"`
+	// RFC 9728 §2 members for DPoP (RFC 9449), with bearer { dpop }.
+	DPoPAlgorithms    []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	DPoPBoundRequired bool     `json:"dpop_bound_access_tokens_required,omitempty"`
 }
 
 // newResourceMetadata describes the bearer block b of a block whose
@@ -56,6 +60,10 @@ func newResourceMetadata(b *BearerConfig, issuer string) *resourceMetadata {
 	}
 	if b.Issuer != "" {
 		m.doc.AuthorizationServers = []string{b.Issuer}
+	}
+	if b.DPoP != "" {
+		m.doc.DPoPAlgorithms = verify.DPoPAlgorithms
+		m.doc.DPoPBoundRequired = b.DPoP == dpopRequired
 	}
 	return m
 }

@@ -105,12 +105,12 @@ var errNoCredentials = errors.New("gatehouse: no credentials")
 //     refused (503; the cookie is kept).
 func (g *Gatehouse) authenticate(w http.ResponseWriter, r *http.Request) (principal, error) {
 	if g.bearer != nil {
-		token, err := verify.BearerToken(r.Header)
+		token, dpop, err := g.accessToken(r.Header)
 		if !errors.Is(err, verify.ErrNoToken) {
 			if err != nil {
 				return principal{}, &bearerError{err}
 			}
-			return g.authenticateBearer(r, token)
+			return g.authenticateBearer(r, token, dpop)
 		}
 	}
 	if g.mode == modeAPI {

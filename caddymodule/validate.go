@@ -34,6 +34,7 @@ func (g *Gatehouse) Validate() error {
 	g.validateHeaders(bad)
 	if g.Bearer != nil {
 		g.Bearer.validate(bad, g.Issuer)
+		g.validateAPITokens(bad)
 	}
 	if g.Assertion != nil {
 		g.Assertion.validate(bad)

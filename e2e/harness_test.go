@@ -5,10 +5,16 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"html"
@@ -25,6 +31,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/gatehouse-auth/gatehouse/internal/harness"
 )
@@ -49,7 +56,8 @@ type environment struct {
 	app               string // https://127.0.0.1:port, gatehouse + login (RS256 provider); /admin/* for admins only
 	appES             string // https://127.0.0.1:port, gatehouse + login (ES256 provider, client_secret_post)
 	appShort          string // https://127.0.0.1:port, gatehouse with refresh tokens (30-second access tokens, refresh_before left at its 1m default)
-	api               string // https://127.0.0.1:port, gatehouse bearer only
+	appPK             string // https://127.0.0.1:port, appShort's provider, client_auth private_key_jwt
+	api               string // https://127.0.0.1:port, gatehouse bearer only (JWTs, opaque tokens by introspection, DPoP optional)
 	upstream          *recorder
 	upstreamAddr      string // host:port of the upstream recorder
 	caddyBin          string // the cmd/caddy built for the run
@@ -106,7 +114,7 @@ func setUp() error {
 		return fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
 	}
 
-	ports, err := harness.FreePorts(12)
+	ports, err := harness.FreePorts(13)
 	if err != nil {
 		return err
 	}
@@ -117,6 +125,7 @@ func setUp() error {
 	env.app = fmt.Sprintf("https://127.0.0.1:%d", port(3))
 	env.appES = fmt.Sprintf("https://127.0.0.1:%d", port(4))
 	env.appShort = fmt.Sprintf("https://127.0.0.1:%d", port(5))
+	env.appPK = fmt.Sprintf("https://127.0.0.1:%d", port(12))
 	env.api = fmt.Sprintf("https://127.0.0.1:%d", port(6))
 	httpPort := port(7)
 	env.front = fmt.Sprintf("https://127.0.0.1:%d", port(8))
@@ -126,17 +135,30 @@ func setUp() error {
 
 	upstream := httptest.NewServer(env.upstream)
 	env.upstreamAddr = strings.TrimPrefix(upstream.URL, "http://")
+	// The private_key_jwt client's key: gatehouse reads the PEM, the
+	// provider knows the public JWK under its RFC 7638 thumbprint (the kid
+	// gatehouse sends by default).
+	clientKeyFile, clientJWK, err := writeClientKey(tmp)
+	if err != nil {
+		return err
+	}
 	for _, op := range []struct {
-		proc          **process
-		url, alg, app string
-		port          int
-		accessTTL     string
+		proc      **process
+		url, alg  string
+		apps      []string
+		port      int
+		accessTTL string
+		extraEnv  []string
 	}{
-		{&env.op, env.opURL, "RS256", env.app, port(0), "3600"},
-		{&env.opES, env.opESURL, "ES256", env.appES, port(1), "3600"},
-		{&env.opShort, env.opShortURL, "RS256", env.appShort, port(2), "30"},
+		{&env.op, env.opURL, "RS256", []string{env.app}, port(0), "3600", nil},
+		{&env.opES, env.opESURL, "ES256", []string{env.appES}, port(1), "3600", nil},
+		{&env.opShort, env.opShortURL, "RS256", []string{env.appShort, env.appPK}, port(2), "30", []string{"E2E_PKJWT_JWK=" + clientJWK}},
 	} {
-		if *op.proc, err = startProvider(root, tmp, op.port, op.url, op.alg, op.app+"/oauth2/callback", op.app+"/", op.accessTTL); err != nil {
+		var callbacks, landings []string
+		for _, app := range op.apps {
+			callbacks, landings = append(callbacks, app+"/oauth2/callback"), append(landings, app+"/")
+		}
+		if *op.proc, err = startProvider(root, tmp, op.port, op.url, op.alg, strings.Join(callbacks, " "), strings.Join(landings, " "), op.accessTTL, op.extraEnv...); err != nil {
 			return err
 		}
 	}
@@ -224,14 +246,37 @@ func setUp() error {
 	handle {
 		gatehouse {
 			issuer %[4]s
+			# For introspection: gatehouse authenticates at the endpoint.
+			client_id gatehouse-basic
+			client_secret %[5]s
 			bearer {
 				audience api://e2e
 				required_scopes orders:read
+				dpop optional
+				introspection {
+					cache_ttl 2s
+				}
 				only
 			}
 		}
 		reverse_proxy %[7]s
 	}
+}
+
+%[15]s {
+	bind 127.0.0.1
+	tls internal
+	gatehouse {
+		issuer %[12]s
+		client_id gatehouse-pkjwt
+		client_auth private_key_jwt
+		client_key {file.%[16]s}
+		cookie_name _gatehouse_pk
+		cookie_secret %[6]s
+		scopes openid email profile groups offline_access
+		prompt consent
+	}
+	reverse_proxy %[7]s
 }
 
 # The scale-out front: round-robin over three gatehouse instances (separate
@@ -251,7 +296,7 @@ func setUp() error {
 }
 `, httpPort, filepath.Join(tmp, "caddy-data"), env.app, env.opURL, clientSecret, hex.EncodeToString(cookieSecret),
 		env.upstreamAddr, env.appES, env.opESURL, env.api, env.appShort, env.opShortURL,
-		env.front, strings.Join(env.scaleInstances[:], " "))
+		env.front, strings.Join(env.scaleInstances[:], " "), env.appPK, clientKeyFile)
 	cfPath := filepath.Join(tmp, "Caddyfile")
 	if err := os.WriteFile(cfPath, []byte(caddyfile), 0o600); err != nil {
 		return err
@@ -260,7 +305,7 @@ func setUp() error {
 	if err != nil {
 		return err
 	}
-	for _, site := range []string{env.app, env.appES, env.appShort, env.api, env.front} {
+	for _, site := range []string{env.app, env.appES, env.appShort, env.appPK, env.api, env.front} {
 		if err := waitHTTPS(site, 30*time.Second); err != nil {
 			return fmt.Errorf("caddy did not serve %s: %v\n%s", site, err, env.caddy.tail())
 		}
@@ -506,4 +551,36 @@ func clientCredentialsToken(t *testing.T, scope string) string {
 		t.Fatalf("client_credentials: %d %s", resp.StatusCode, body)
 	}
 	return tok.AccessToken
+}
+
+// writeClientKey writes a fresh P-256 key for the private_key_jwt client
+// and returns its file and its public JWK (kid: the RFC 7638 thumbprint).
+func writeClientKey(dir string) (file, publicJWK string, err error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return "", "", err
+	}
+	file = filepath.Join(dir, "client.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return "", "", err
+	}
+	pub, err := jwk.FromRaw(k.Public())
+	if err != nil {
+		return "", "", err
+	}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", "", err
+	}
+	for name, v := range map[string]any{jwk.KeyIDKey: base64.RawURLEncoding.EncodeToString(tp), jwk.AlgorithmKey: "ES256", jwk.KeyUsageKey: "sig"} {
+		if err := pub.Set(name, v); err != nil {
+			return "", "", err
+		}
+	}
+	b, err := json.Marshal(pub)
+	return file, string(b), err
 }

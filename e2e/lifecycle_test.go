@@ -100,3 +100,37 @@ func TestAdminAreaForAdminsOnly(t *testing.T) {
 		t.Fatalf("alice in the admin area: %q", got)
 	}
 }
+
+// TestPrivateKeyJWT: a client that authenticates with private_key_jwt
+// (RFC 7523; no client secret anywhere) signs the user in and refreshes
+// their 30-second tokens at oidc-provider, which saw both grants from that
+// client — and refused none.
+func TestPrivateKeyJWT(t *testing.T) {
+	codes := env.opShort.count("grant-client authorization_code gatehouse-pkjwt")
+	refreshes := env.opShort.count("grant-client refresh_token gatehouse-pkjwt")
+	errorsBefore := len(env.opShort.lines("grant error"))
+	tb := newBrowser(t)
+	tb.navigate(env.appPK + "/reports?q=a%20b")
+	tb.providerLogin(env.opShortURL, "alice")
+	tb.waitLocation(env.appPK + "/reports?q=a%20b")
+	signedIn := time.Now()
+	if got := tb.text("#user"); got != "alice" {
+		t.Fatalf("user %q", got)
+	}
+	if n := env.opShort.count("grant-client authorization_code gatehouse-pkjwt") - codes; n != 1 {
+		t.Fatalf("the provider saw %d code grants from gatehouse-pkjwt", n)
+	}
+	// Past the first access token's 30 seconds: refreshed, still signed in.
+	time.Sleep(time.Until(signedIn.Add(32 * time.Second)))
+	tb.do(chromedp.Reload())
+	tb.waitLocation(env.appPK + "/reports?q=a%20b")
+	if got := tb.text("#user"); got != "alice" {
+		t.Fatalf("after 32s: user %q", got)
+	}
+	if n := env.opShort.count("grant-client refresh_token gatehouse-pkjwt") - refreshes; n < 1 {
+		t.Fatalf("the provider saw %d refreshes from gatehouse-pkjwt", n)
+	}
+	if errs := env.opShort.lines("grant error")[errorsBefore:]; len(errs) > 0 {
+		t.Fatalf("the provider refused grants: %v", errs)
+	}
+}

@@ -51,8 +51,8 @@ var ErrInactiveToken = fmt.Errorf("%w: inactive (token introspection)", verify.E
 // IntrospectorOptions configures an Introspector.
 type IntrospectorOptions struct {
 	// Client authenticates at the introspection endpoint as it does at
-	// the token endpoint (ClientOptions.ClientAuth: client_secret_basic
-	// or client_secret_post, RFC 7662 §2.1), and its Provider supplies
+	// the token endpoint (ClientOptions.ClientAuth: a secret or a signed
+	// assertion, RFC 7662 §2.1), and its Provider supplies
 	// the endpoint and the issuer. Required.
 	Client *Client
 	// Endpoint is the introspection endpoint. Default: the provider's
@@ -100,7 +100,22 @@ type Introspection struct {
 	// Times; zero when absent.
 	Expiry, IssuedAt, NotBefore time.Time
 
-	all map[string]any
+	all  map[string]any
+	memo atomic.Pointer[any] // see Memo
+}
+
+// Memo returns what build derives from the answer, built on the first call
+// and then kept with it (in the introspection cache too): a caller that
+// always derives the same thing from a token — one gateway block's
+// identity mapping — does not derive it again for a token seen before.
+// Concurrent first calls may each build.
+func (in *Introspection) Memo(build func(*Introspection) any) any {
+	if p := in.memo.Load(); p != nil {
+		return *p
+	}
+	v := build(in)
+	in.memo.Store(&v)
+	return v
 }
 
 // Map returns every member of the answer as decoded JSON (numbers are
@@ -364,7 +379,7 @@ func (i *Introspector) post(ctx context.Context, endpoint, token string) ([]byte
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxIntrospectionResponse+1))
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, fmt.Errorf("%w: the introspection endpoint refused gatehouse's client credentials (%d): check client_id, client_secret and client_auth",
+		return nil, fmt.Errorf("%w: the introspection endpoint refused gatehouse's client credentials (%d): check client_id, client_auth and client_secret or client_key",
 			ErrProviderUnavailable, resp.StatusCode)
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("%w: the introspection endpoint answered %d", ErrProviderUnavailable, resp.StatusCode)

@@ -49,17 +49,46 @@ func BearerToken(h http.Header) (string, error) {
 		}
 	}
 	for _, v := range values {
-		if namesBearer(v) {
+		if namesScheme(v, "bearer") {
 			return "", ErrMalformedAuthorization
 		}
 	}
 	return "", ErrNoToken
 }
 
-// namesBearer reports whether v holds "bearer" (any case) followed by
-// whitespace, a comma or the end: where a lenient parser finds a token.
-func namesBearer(v string) bool {
-	const word = "bearer"
+// AccessToken is BearerToken for an API that also takes DPoP-bound tokens
+// (RFC 9449 §7.1): `Authorization: DPoP <token68>` gives the token and
+// dpop true, and any other value that names the DPoP scheme is
+// ErrMalformedAuthorization, as for Bearer.
+func AccessToken(h http.Header) (token string, dpop bool, err error) {
+	token, err = BearerToken(h)
+	if !errors.Is(err, ErrNoToken) {
+		return token, false, err
+	}
+	values := h["Authorization"]
+	if len(values) == 1 {
+		if scheme, rest, _ := strings.Cut(values[0], " "); strings.EqualFold(scheme, "DPoP") {
+			if len(values[0]) > maxAuthorization {
+				return "", false, ErrTooLarge
+			}
+			if token := strings.TrimLeft(rest, " "); isToken68(token) {
+				return token, true, nil
+			}
+			return "", false, ErrMalformedAuthorization
+		}
+	}
+	for _, v := range values {
+		if namesScheme(v, "dpop") {
+			return "", false, ErrMalformedAuthorization
+		}
+	}
+	return "", false, ErrNoToken
+}
+
+// namesScheme reports whether v holds word (lower case; matched in any
+// case) followed by whitespace, a comma or the end: where a lenient parser
+// finds a token.
+func namesScheme(v, word string) bool {
 	for i := 0; i+len(word) <= len(v); i++ {
 		if !strings.EqualFold(v[i:i+len(word)], word) {
 			continue

@@ -12,12 +12,15 @@
 //   E2E_API_AUDIENCE    resource (audience) of JWT access tokens (default api://e2e)
 //   E2E_BACKCHANNEL_URI the clients' backchannel_logout_uri (OpenID Connect
 //                       Back-Channel Logout 1.0, with sid); none when empty
+//   E2E_PKJWT_JWK       a public JWK: adds client gatehouse-pkjwt, which
+//                       authenticates with private_key_jwt (ES256) by it
 //
 // Users: any login name works at the development login page; alice is in
 // groups admins and staff, everyone else in staff. The provider logs lines
 // to stdout that the suite counts:
 //
 //   grant <type>                        a token-endpoint grant succeeded
+//   grant-client <type> <client_id>     the same, with the client
 //   grant error <type> <error>          a token-endpoint grant was refused
 //   grant revoked                       a grant was revoked (logout, refresh-token reuse)
 //   backchannel success <client_id>     a back-channel logout was delivered
@@ -46,6 +49,7 @@ const logoutURIs = env('E2E_LOGOUT_URIS', '').split(' ').filter(Boolean);
 const accessTTL = Number(env('E2E_AT_TTL', '3600'));
 const apiAudience = env('E2E_API_AUDIENCE', 'api://e2e');
 const backchannelURI = env('E2E_BACKCHANNEL_URI', '');
+const pkjwtJWK = env('E2E_PKJWT_JWK', '');
 
 if (backchannelURI) {
   // Test only: the back-channel logout goes to gatehouse over https, and
@@ -82,6 +86,12 @@ const configuration = {
   clients: [
     client('gatehouse-basic', 'client_secret_basic'),
     client('gatehouse-post', 'client_secret_post'),
+    ...(pkjwtJWK ? [{
+      ...client('gatehouse-pkjwt', 'private_key_jwt'),
+      client_secret: undefined,
+      token_endpoint_auth_signing_alg: 'ES256',
+      jwks: { keys: [JSON.parse(pkjwtJWK)] },
+    }] : []),
   ],
   jwks: { keys: [signingKey()] },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
@@ -113,6 +123,13 @@ const configuration = {
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
     clientCredentials: { enabled: true },
+    // For the API tests: opaque access tokens checked by introspection
+    // (RFC 7662) and revoked (RFC 7009) by any of the confidential
+    // clients. DPoP (RFC 9449) is on by default: a token request with a
+    // DPoP proof gets a token bound to its key (cnf.jkt).
+    introspection: { enabled: true, allowedPolicy: async () => true },
+    revocation: { enabled: true, allowedPolicy: async () => true },
+    dPoP: { enabled: true },
     resourceIndicators: {
       enabled: true,
       // Logins get the default (opaque) access token, good at userinfo;
@@ -158,6 +175,7 @@ const configuration = {
 const provider = new Provider(issuer, configuration);
 provider.on('grant.success', (ctx) => {
   console.log(`grant ${ctx.oidc.params.grant_type}`);
+  console.log(`grant-client ${ctx.oidc.params.grant_type} ${ctx.oidc.client?.clientId}`);
 });
 provider.on('grant.error', (ctx, err) => {
   console.log(`grant error ${ctx.oidc.params?.grant_type} ${err.error ?? err.message}`);
