@@ -93,6 +93,8 @@ type env struct {
 	bare, gate, gateE, gateR, gateP string
 	gateM                           string // gate with `metrics off`
 	gateA                           string // gate with `assertion`
+	gateI                           string // gate with bearer { introspection } at introspect
+	introspect                      *httptest.Server
 	assertionKey                    string // its signing_key: a {file.*} placeholder
 }
 
@@ -152,6 +154,7 @@ func run() error {
 		{name: fmt.Sprintf("session in Redis (store redis, %d groups)", bigGroups), target: 0.85, cookie: sessionBigR, site: e.gateR},
 		{name: "bearer JWT, repeated (cache hit)", target: 0.90, bearer: repeated},
 		{name: "bearer JWT, new each request (miss, RS256)", target: 0.50, tokens: missFile},
+		{name: "bearer opaque, repeated (introspection cache hit)", target: 0.90, bearer: opaqueToken, site: e.gateI},
 		{name: "unauthenticated browser (302 + login cookie)", target: 1.0, headers: map[string]string{"Accept": "text/html"}, status: 302},
 		// What counting costs: the same block with metrics on against
 		// metrics off, alternating, both sent the same credentials.
@@ -212,6 +215,17 @@ func (e *env) start() error {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
 	}))
+	// An RFC 7662 endpoint that knows one opaque token: alice's.
+	e.introspect = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		answer := `{"active":false}`
+		if r.PostForm.Get("token") == opaqueToken {
+			answer = fmt.Sprintf(`{"active":true,"sub":"alice","email":"alice@example.com","email_verified":true,"scope":"openid email profile","client_id":"spa","iss":%q,"exp":%d}`,
+				e.idp.Issuer(), time.Now().Add(24*time.Hour).Unix())
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, answer)
+	}))
 	groups := make([]string, bigGroups)
 	for i := range groups {
 		groups[i] = fmt.Sprintf("department-%03d-engineering-group", i)
@@ -230,17 +244,17 @@ func (e *env) start() error {
 	if e.redis, err = testredis.StartProcess(filepath.Join(e.tmp, "redis")); err != nil {
 		return err
 	}
-	ports, err := harness.FreePorts(9)
+	ports, err := harness.FreePorts(10)
 	if err != nil {
 		return err
 	}
 	admin := "off"
 	if *profileDir != "" {
 		// Caddy's admin endpoint serves /debug/pprof.
-		e.admin = fmt.Sprintf("127.0.0.1:%d", ports[8])
+		e.admin = fmt.Sprintf("127.0.0.1:%d", ports[9])
 		admin = e.admin
 	}
-	httpPort, sites := ports[0], []*string{&e.bare, &e.gate, &e.gateE, &e.gateR, &e.gateP, &e.gateM, &e.gateA}
+	httpPort, sites := ports[0], []*string{&e.bare, &e.gate, &e.gateE, &e.gateR, &e.gateP, &e.gateM, &e.gateA, &e.gateI}
 	for i, s := range sites {
 		*s = fmt.Sprintf("http://127.0.0.1:%d", ports[i+1])
 	}
@@ -272,6 +286,7 @@ func (e *env) start() error {
 `, admin, httpPort) +
 		site(e.bare, "") +
 		site(e.gate, fmt.Sprintf("\tgatehouse {\n%s\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, audience, cacheSize)) +
+		site(e.gateI, fmt.Sprintf("\tgatehouse {\n%s\t\tbearer {\n\t\t\taudience %s\n\t\t\tintrospection {\n\t\t\t\tendpoint %s\n\t\t\t}\n\t\t}\n\t}\n", login, audience, e.introspect.URL)) +
 		site(e.gateA, fmt.Sprintf("\tgatehouse {\n%s\t\tassertion {\n\t\t\tsigning_key %s\n\t\t}\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, e.assertionKey, audience, cacheSize)) +
 		site(e.gateM, fmt.Sprintf("\tgatehouse {\n%s\t\tmetrics off\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, audience, cacheSize)) +
 		site(e.gateE, fmt.Sprintf("\tgatehouse {\n\t\tissuer %s\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t\tonly\n\t\t}\n\t}\n", e.idpES.Issuer(), audience, cacheSize)) +
@@ -298,10 +313,17 @@ func (e *env) start() error {
 	return nil
 }
 
+// opaqueToken is the opaque access token the bench's introspection
+// endpoint knows (43 characters, like oidc-provider's).
+const opaqueToken = "d1Q8kYx0Zr3uV6nB9mL2pA7sE4wT5gH1jK8cN0bF6qR"
+
 func (e *env) stop() {
 	if e.caddy != nil && e.caddy.Process != nil {
 		_ = e.caddy.Process.Kill()
 		_, _ = e.caddy.Process.Wait()
+	}
+	if e.introspect != nil {
+		e.introspect.Close()
 	}
 	if e.upstream != nil {
 		e.upstream.Close()
