@@ -73,7 +73,7 @@ func (c *IntrospectionConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func (g *Gatehouse) validateAPITokens(bad badFunc) {
 	b := g.Bearer
 	if c := b.Introspection; c != nil {
-		if g.ClientID == "" || g.ClientSecret == "" && g.ClientKey == "" {
+		if pc := &g.providerConfigs()[0].ProviderConfig; pc.ClientID == "" || pc.ClientSecret == "" && pc.ClientKey == "" {
 			bad("bearer introspection", "needs client_id and client_secret (or client_key): gatehouse authenticates at the introspection endpoint")
 		}
 		if c.Endpoint != "" {
@@ -100,7 +100,7 @@ func (g *Gatehouse) provisionAPITokens() error {
 	if c := g.Bearer.Introspection; c != nil {
 		// A client of its own: in bearer { only } mode there is no login
 		// client, and this one needs no scopes or redirects.
-		client, err := flow.NewClient(g.ProviderConfig.clientOptions(g.idp, g.now))
+		client, err := flow.NewClient(g.idp.cfg.clientOptions(g.idp, g.now))
 		if err != nil {
 			return fmt.Errorf("gatehouse: bearer introspection: %w", err)
 		}
@@ -193,7 +193,7 @@ func (g *Gatehouse) authenticateOpaque(r *http.Request, token string, dpop bool,
 	if notAfter.IsZero() {
 		notAfter = g.now().Add(time.Minute) // no exp: an assertion lives its own lifetime at most
 	}
-	return principal{id: &m.id, accessToken: token, notAfter: notAfter}, nil
+	return principal{id: &m.id, accessToken: token, notAfter: notAfter, provider: g.bearerProvider}, nil
 }
 
 // dpopChallenge is the DPoP challenge (RFC 9449 §7.1), with params.

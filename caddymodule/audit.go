@@ -23,7 +23,8 @@ import (
 // event has
 //
 //	event       login | login_failed | logout | logout_refused | session_ended | refused | bearer_refused
-//	provider    the provider's issuer
+//	provider    the provider's issuer (with several providers, also
+//	            provider_name: its name)
 //	request_id  Caddy's {http.request.uuid}, which Caddy then also adds to
 //	            the request's access log line as "uuid"
 //
@@ -39,16 +40,24 @@ const (
 	eventBearerRefused = "bearer_refused"
 )
 
-// audit logs event at level, with the fields every event carries before
-// fields. Callers on paths an anonymous client can drive log at debug
-// level, so a flood of junk costs no log volume.
-func (g *Gatehouse) audit(r *http.Request, level zapcore.Level, event, msg string, fields ...zap.Field) {
+// audit logs event of provider p (nil: the block's first) at level, with
+// the fields every event carries before fields. Callers on paths an
+// anonymous client can drive log at debug level, so a flood of junk costs
+// no log volume.
+func (g *Gatehouse) audit(r *http.Request, p *provider, level zapcore.Level, event, msg string, fields ...zap.Field) {
 	c := g.auditLog.Check(level, msg)
 	if c == nil {
 		return
 	}
-	all := make([]zap.Field, 0, 3+len(fields))
-	all = append(all, zap.String("event", event), zap.String("provider", g.Issuer), zap.String("request_id", requestID(r)))
+	if p == nil {
+		p = g.idp
+	}
+	all := make([]zap.Field, 0, 4+len(fields))
+	all = append(all, zap.String("event", event), zap.String("provider", p.cfg.Issuer))
+	if p.name != "" {
+		all = append(all, zap.String("provider_name", p.name))
+	}
+	all = append(all, zap.String("request_id", requestID(r)))
 	c.Write(append(all, fields...)...)
 }
 

@@ -27,8 +27,11 @@ const logoutReplayWindow = 15 * time.Minute
 // `store redis`, on every instance; with cookie sessions, on this one.
 // It answers 200, 400 with a JSON error, or 503 when the provider's keys
 // or the session store cannot be reached (the provider may retry), all
-// with Cache-Control: no-store.
-func (g *Gatehouse) serveBackchannelLogout(w http.ResponseWriter, r *http.Request) error {
+// with Cache-Control: no-store. Each provider has its own endpoint
+// (path_prefix/backchannel_logout, with several providers
+// path_prefix/backchannel_logout/NAME), and a logout ends only sessions
+// of the provider p it arrived for.
+func (g *Gatehouse) serveBackchannelLogout(w http.ResponseWriter, r *http.Request, p *provider) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
@@ -44,7 +47,7 @@ func (g *Gatehouse) serveBackchannelLogout(w http.ResponseWriter, r *http.Reques
 		writeLogoutError(w, http.StatusBadRequest, "invalid_request", "exactly one logout_token is required")
 		return nil
 	}
-	lt, err := g.idp.logout.VerifyLogoutToken(r.Context(), r.PostForm.Get("logout_token"))
+	lt, err := p.logout.VerifyLogoutToken(r.Context(), r.PostForm.Get("logout_token"))
 	switch {
 	case errors.Is(err, flow.ErrProviderUnavailable):
 		g.logger.Warn("a back-channel logout could not be checked: the provider is unavailable", zap.Error(err))
@@ -52,14 +55,18 @@ func (g *Gatehouse) serveBackchannelLogout(w http.ResponseWriter, r *http.Reques
 		writeLogoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the provider's keys cannot be fetched now")
 		return nil
 	case err != nil:
-		g.audit(r, zapcore.InfoLevel, eventLogoutRefused, "back-channel logout refused", zap.String("reason", "invalid_token"), zap.Error(err))
+		g.audit(r, p, zapcore.InfoLevel, eventLogoutRefused, "back-channel logout refused", zap.String("reason", "invalid_token"), zap.Error(err))
 		writeLogoutError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return nil
 	}
 	now := g.now()
-	first, err := g.sessions.FirstUse(r.Context(), "jti\x00"+lt.ID, now.Add(logoutReplayWindow))
+	replayKey := "jti\x00" + lt.ID
+	if p.name != "" {
+		replayKey = "jti\x00" + p.name + "\x00" + lt.ID
+	}
+	first, err := g.sessions.FirstUse(r.Context(), replayKey, now.Add(logoutReplayWindow))
 	if err == nil && !first {
-		g.audit(r, zapcore.InfoLevel, eventLogoutRefused, "back-channel logout refused: logout token replayed",
+		g.audit(r, p, zapcore.InfoLevel, eventLogoutRefused, "back-channel logout refused: logout token replayed",
 			zap.String("reason", "replayed"), zap.String("sid", lt.SessionID), zap.String("sub", lt.Subject))
 		writeLogoutError(w, http.StatusBadRequest, "invalid_request", "logout token replayed")
 		return nil
@@ -67,7 +74,7 @@ func (g *Gatehouse) serveBackchannelLogout(w http.ResponseWriter, r *http.Reques
 	if err == nil {
 		// Sessions that exist now end; the provider's clock (iat) does not
 		// decide, so a skewed clock cannot spare a session.
-		err = g.sessions.EndProviderSession(r.Context(), lt.SessionID, lt.Subject, now)
+		err = g.sessions.EndProviderSession(r.Context(), p.name, lt.SessionID, lt.Subject, now)
 	}
 	if err != nil {
 		g.logger.Warn("a back-channel logout could not be applied: the session store cannot be reached", zap.Error(err))
@@ -75,9 +82,9 @@ func (g *Gatehouse) serveBackchannelLogout(w http.ResponseWriter, r *http.Reques
 		writeLogoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store cannot be reached now")
 		return nil
 	}
-	g.audit(r, zapcore.InfoLevel, eventLogout, "back-channel logout",
+	g.audit(r, p, zapcore.InfoLevel, eventLogout, "back-channel logout",
 		zap.String("kind", revocationNames[revokedBackchannel]), zap.String("sid", lt.SessionID), zap.String("sub", lt.Subject))
-	g.metrics.revoked[revokedBackchannel].Inc()
+	p.metrics.revoked[revokedBackchannel].Inc()
 	w.WriteHeader(http.StatusOK)
 	return nil
 }

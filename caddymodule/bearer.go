@@ -58,7 +58,7 @@ func (g *Gatehouse) authenticateBearer(r *http.Request, token string, dpop bool)
 	if errors.Is(m.err, identity.ErrUnverifiedEmail) {
 		return principal{}, &bearerError{fmt.Errorf("%w: %w", verify.ErrInvalidToken, m.err)}
 	}
-	return principal{id: &m.id, accessToken: token, notAfter: claims.Expiry}, nil
+	return principal{id: &m.id, accessToken: token, notAfter: claims.Expiry, provider: g.bearerProvider}, nil
 }
 
 // mappedIdentity is what a token's claims map to, kept with them (shared
@@ -75,7 +75,7 @@ type mappedIdentity struct {
 // debug level, never the token, and never sent to the client.
 func (g *Gatehouse) bearerFailed(w http.ResponseWriter, r *http.Request, err error) error {
 	if !errors.Is(err, verify.ErrNoToken) {
-		g.audit(r, zapcore.DebugLevel, eventBearerRefused, "bearer token refused",
+		g.audit(r, nil, zapcore.DebugLevel, eventBearerRefused, "bearer token refused",
 			zap.String("reason", bearerResultNames[bearerResultOf(err)]), zap.Error(err))
 	}
 	p := problem{status: http.StatusUnauthorized, code: "invalid_token", title: "Invalid token",

@@ -18,6 +18,11 @@ func init() {
 // parseCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	gatehouse [<matcher>] {
+//		provider <name> {          # repeatable; instead of the flat provider directives
+//			display_name <label>
+//			<any provider directive: issuer … assume_email_verified>
+//			<allow_emails|allow_domains|allow_groups|allow_claim …>
+//		}
 //		issuer                 <url>
 //		authorization_endpoint <url>
 //		token_endpoint         <url>
@@ -26,7 +31,11 @@ func init() {
 //		end_session_endpoint   <url>
 //		client_id              <id>
 //		client_secret          <secret>
-//		client_auth            basic|post
+//		client_auth            basic|post|private_key_jwt|client_secret_jwt
+//		client_key             <pem>
+//		client_key_id          <kid>
+//		client_key_algorithm   ES256|RS256|PS256
+//		client_assertion_audience issuer|token_endpoint|<url>
 //		scopes                 <scope...>
 //		prompt                 <value...>
 //		path_prefix            <path>
@@ -67,6 +76,8 @@ func init() {
 //		header                 <name> <claim>
 //		pass_access_token
 //		pass_authorization
+//		metrics                on|off
+//		assertion { … }            # see assertion.go
 //		bearer {
 //			audience        <aud...>
 //			issuer          <url>
@@ -78,6 +89,9 @@ func init() {
 //			cache_size      <entries>
 //			require_at_jwt
 //			only
+//			resource        <url>
+//			dpop            optional|required
+//			introspection { endpoint <url>; cache_ttl <duration>; cache_size <entries> }
 //		}
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -96,39 +110,17 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	repeatable := map[string]bool{"allow_claim": true, "header": true}
+	repeatable := map[string]bool{"allow_claim": true, "header": true, "provider": true}
 	return subdirectives(d, "", repeatable, func(sub string) (readBlock bool, err error) {
+		if ok, err := g.ProviderConfig.unmarshalDirective(d, sub); ok {
+			return false, err
+		}
+		if ok, err := g.AllowRules.unmarshalDirective(d, sub); ok {
+			return false, err
+		}
 		switch sub {
-		case "issuer":
-			err = oneArg(d, &g.Issuer)
-		case "authorization_endpoint":
-			err = oneArg(d, &g.AuthorizationEndpoint)
-		case "token_endpoint":
-			err = oneArg(d, &g.TokenEndpoint)
-		case "userinfo_endpoint":
-			err = oneArg(d, &g.UserinfoEndpoint)
-		case "jwks_uri":
-			err = oneArg(d, &g.JWKSURI)
-		case "end_session_endpoint":
-			err = oneArg(d, &g.EndSessionEndpoint)
-		case "client_id":
-			err = oneArg(d, &g.ClientID)
-		case "client_secret":
-			err = oneArg(d, &g.ClientSecret)
-		case "client_auth":
-			err = oneArg(d, &g.ClientAuth)
-		case "client_key":
-			err = oneArg(d, &g.ClientKey)
-		case "client_key_id":
-			err = oneArg(d, &g.ClientKeyID)
-		case "client_key_algorithm":
-			err = oneArg(d, &g.ClientKeyAlgorithm)
-		case "client_assertion_audience":
-			err = oneArg(d, &g.ClientAssertionAudience)
-		case "scopes":
-			err = someArgs(d, &g.Scopes)
-		case "prompt":
-			err = someArgs(d, &g.Prompt)
+		case "provider":
+			return true, g.unmarshalProvider(d)
 		case "path_prefix":
 			err = oneArg(d, &g.PathPrefix)
 		case "cookie_secret":
@@ -147,16 +139,6 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, "", &g.SessionIdleTimeout)
 		case "session_cache_size":
 			err = intArg(d, "", &g.SessionCacheSize)
-		case "user_claim":
-			err = oneArg(d, &g.UserClaim)
-		case "email_claim":
-			err = oneArg(d, &g.EmailClaim)
-		case "groups_claim":
-			err = oneArg(d, &g.GroupsClaim)
-		case "assume_email_verified":
-			err = flagArg(d, &g.AssumeEmailVerified)
-		case "trusted_audiences":
-			err = someArgs(d, &g.TrustedAudiences)
 		case "public_paths":
 			err = someArgs(d, &g.PublicPaths)
 		case "trusted_redirect_hosts":
@@ -167,18 +149,6 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, "", &g.RefreshBefore)
 		case "post_logout_redirect":
 			err = oneArg(d, &g.PostLogoutRedirect)
-		case "allow_emails":
-			err = someArgs(d, &g.AllowEmails)
-		case "allow_domains":
-			err = someArgs(d, &g.AllowDomains)
-		case "allow_groups":
-			err = someArgs(d, &g.AllowGroups)
-		case "allow_claim":
-			var name string
-			var values []string
-			if name, values, err = keyedArgs(d, g.AllowClaims, "a claim name and at least one value", false); err == nil {
-				g.AllowClaims = setKey(g.AllowClaims, name, values)
-			}
 		case "header":
 			var name string
 			var claim []string
@@ -218,6 +188,87 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		return false, err
 	})
+}
+
+// unmarshalDirective reads sub when it is a provider directive (issuer,
+// client, scopes, claim names …): ok says whether it was one.
+func (pc *ProviderConfig) unmarshalDirective(d *caddyfile.Dispenser, sub string) (ok bool, err error) {
+	single := map[string]*string{
+		"issuer":                    &pc.Issuer,
+		"authorization_endpoint":    &pc.AuthorizationEndpoint,
+		"token_endpoint":            &pc.TokenEndpoint,
+		"userinfo_endpoint":         &pc.UserinfoEndpoint,
+		"jwks_uri":                  &pc.JWKSURI,
+		"end_session_endpoint":      &pc.EndSessionEndpoint,
+		"client_id":                 &pc.ClientID,
+		"client_secret":             &pc.ClientSecret,
+		"client_auth":               &pc.ClientAuth,
+		"client_key":                &pc.ClientKey,
+		"client_key_id":             &pc.ClientKeyID,
+		"client_key_algorithm":      &pc.ClientKeyAlgorithm,
+		"client_assertion_audience": &pc.ClientAssertionAudience,
+		"user_claim":                &pc.UserClaim,
+		"email_claim":               &pc.EmailClaim,
+		"groups_claim":              &pc.GroupsClaim,
+	}
+	lists := map[string]*[]string{"scopes": &pc.Scopes, "prompt": &pc.Prompt, "trusted_audiences": &pc.TrustedAudiences}
+	if dst, ok := single[sub]; ok {
+		return true, oneArg(d, dst)
+	}
+	if dst, ok := lists[sub]; ok {
+		return true, someArgs(d, dst)
+	}
+	if sub == "assume_email_verified" {
+		return true, flagArg(d, &pc.AssumeEmailVerified)
+	}
+	return false, nil
+}
+
+// unmarshalDirective reads sub when it is an allow_* rule.
+func (a *AllowRules) unmarshalDirective(d *caddyfile.Dispenser, sub string) (ok bool, err error) {
+	switch sub {
+	case "allow_emails":
+		return true, someArgs(d, &a.AllowEmails)
+	case "allow_domains":
+		return true, someArgs(d, &a.AllowDomains)
+	case "allow_groups":
+		return true, someArgs(d, &a.AllowGroups)
+	case "allow_claim":
+		name, values, err := keyedArgs(d, a.AllowClaims, "a claim name and at least one value", false)
+		if err == nil {
+			a.AllowClaims = setKey(a.AllowClaims, name, values)
+		}
+		return true, err
+	}
+	return false, nil
+}
+
+// unmarshalProvider reads `provider NAME { … }`: a provider's directives,
+// display_name, and its allow_* rules.
+func (g *Gatehouse) unmarshalProvider(d *caddyfile.Dispenser) error {
+	p := new(NamedProvider)
+	if !d.NextArg() {
+		return d.Errf("gatehouse: provider: missing name (provider NAME { issuer … })")
+	}
+	p.Name = d.Val()
+	if d.NextArg() {
+		return d.Errf("gatehouse: provider %s: takes a name and a block", p.Name)
+	}
+	prefix := "provider " + p.Name + ": "
+	err := subdirectives(d, prefix, map[string]bool{"allow_claim": true}, func(sub string) (bool, error) {
+		if ok, err := p.ProviderConfig.unmarshalDirective(d, sub); ok {
+			return false, err
+		}
+		if ok, err := p.AllowRules.unmarshalDirective(d, sub); ok {
+			return false, err
+		}
+		if sub == "display_name" {
+			return false, oneArg(d, &p.DisplayName)
+		}
+		return false, d.Errf("gatehouse: %sunrecognized subdirective %q", prefix, sub)
+	})
+	g.Providers = append(g.Providers, p)
+	return err
 }
 
 // unmarshalCaddyfile reads the bearer block.

@@ -48,6 +48,14 @@ var sameSites = map[string]http.SameSite{
 func (g *Gatehouse) resolvePlaceholders() error {
 	r := placeholder.NewResolver("gatehouse")
 	g.ProviderConfig.resolve(r)
+	for _, p := range g.Providers {
+		if p != nil {
+			prefix := "provider " + p.Name + ": "
+			r.One(prefix+"display_name", &p.DisplayName)
+			p.ProviderConfig.resolveAs(r, prefix)
+			p.AllowRules.resolve(r, prefix)
+		}
+	}
 	r.One("path_prefix", &g.PathPrefix)
 	r.Secrets("cookie_secret", g.CookieSecrets)
 	r.One("cookie_name", &g.CookieName)
@@ -57,12 +65,7 @@ func (g *Gatehouse) resolvePlaceholders() error {
 	r.Many("public_paths", g.PublicPaths)
 	r.One("unauthenticated", &g.Unauthenticated)
 	r.One("post_logout_redirect", &g.PostLogoutRedirect)
-	r.Many("allow_emails", g.AllowEmails)
-	r.Many("allow_domains", g.AllowDomains)
-	r.Many("allow_groups", g.AllowGroups)
-	for _, values := range g.AllowClaims {
-		r.Many("allow_claim", values)
-	}
+	g.AllowRules.resolve(r, "")
 	for name, claim := range g.Headers {
 		r.One("header", &claim)
 		g.Headers[name] = claim
@@ -98,7 +101,14 @@ func (b *BearerConfig) resolve(r *placeholder.Resolver) {
 // applyDefaults fills the documented defaults, so JSON and Caddyfile
 // configs behave alike.
 func (g *Gatehouse) applyDefaults() {
-	g.ProviderConfig.applyDefaults()
+	if len(g.Providers) == 0 {
+		g.ProviderConfig.applyDefaults()
+	}
+	for _, p := range g.Providers {
+		if p != nil {
+			p.ProviderConfig.applyDefaults()
+		}
+	}
 	setDefault(&g.PathPrefix, "/oauth2")
 	if g.CookieDomain == "" && !g.CookieInsecure {
 		// A __Host- cookie cannot be set or shadowed by a sibling
@@ -131,15 +141,14 @@ func (g *Gatehouse) parse() {
 	}
 	g.unauthenticated = unauthenticatedActions[g.Unauthenticated]
 	g.sameSite = sameSites[g.CookieSameSite]
-	g.callbackPath = g.PathPrefix + "/callback"
 	g.signOutPath = g.PathPrefix + "/sign_out"
 	g.userinfoPath = g.PathPrefix + "/userinfo"
-	g.backchannelPath = g.PathPrefix + "/backchannel_logout"
 	g.forwardAuthPath = g.PathPrefix + "/auth"
 	g.startPath = g.PathPrefix + "/start"
+	g.signInPath = g.PathPrefix + "/sign_in"
 	g.trusted, _ = flow.NewHostPatterns(g.TrustedRedirectHosts) // checked by Validate
 	g.public = publicPaths{slices.Clone(g.PublicPaths)}
-	g.rules = newRules(g.AllowEmails, g.AllowDomains, g.AllowGroups, g.AllowClaims)
+	g.rules = g.AllowRules.rules()
 	g.strip = slices.Clone(identityHeaders)
 	if g.PassAuthorization {
 		// gatehouse sets it: a client's own never reaches the upstream.
@@ -154,8 +163,9 @@ func (g *Gatehouse) parse() {
 	for _, m := range g.headerMap {
 		g.claimsNeeded = append(g.claimsNeeded, m.claim)
 	}
-	for name := range g.AllowClaims {
-		g.claimsNeeded = append(g.claimsNeeded, name)
+	g.claimsNeeded = append(g.claimsNeeded, g.AllowRules.claimNames()...)
+	for _, p := range g.providerConfigs() {
+		g.claimsNeeded = append(g.claimsNeeded, p.AllowRules.claimNames()...)
 	}
 	if g.Assertion != nil {
 		g.strip = append(g.strip, http.CanonicalHeaderKey(cmp.Or(g.Assertion.Header, defaultAssertionHeader)))

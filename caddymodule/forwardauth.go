@@ -96,14 +96,25 @@ func (g *Gatehouse) forwardLogin(w http.ResponseWriter, o *http.Request) error {
 // serveStart starts a login at GET path_prefix/start?rd=URL, where a
 // fronting proxy sends the browser: it returns to rd when the return-to
 // validator accepts it (a path here, or a URL on this host or a
-// trusted_redirect_hosts one), else to "/".
+// trusted_redirect_hosts one), else to "/". With several providers,
+// provider=NAME picks one; without it the sign-in page lets the user
+// choose.
 func (g *Gatehouse) serveStart(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		return fail(w, r, problem{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
 			title: "Method not allowed", message: "Start a sign-in with GET."}, errors.New("gatehouse: start method"))
 	}
-	return g.startLoginTo(w, r, r.URL.Query().Get("rd"))
+	q := r.URL.Query()
+	if len(q["provider"]) == 0 {
+		return g.signIn(w, r, q.Get("rd"))
+	}
+	p := g.providerNamed(q.Get("provider"))
+	if p == nil || len(q["provider"]) > 1 {
+		return fail(w, r, problem{status: http.StatusBadRequest, code: "unknown_provider", title: "Sign-in failed",
+			message: "This site has no such identity provider."}, errors.New("gatehouse: start: unknown provider"))
+	}
+	return g.startLoginTo(w, r, q.Get("rd"), p)
 }
 
 // forwardedRequest is the request a forward-auth subrequest r asks about:

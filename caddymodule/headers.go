@@ -174,6 +174,7 @@ type principal struct {
 	id          *identity.Identity // shared with the session cache: read only
 	accessToken string
 	session     bool      // signed in with a session cookie, not a bearer token
+	provider    *provider // whose user it is: its allow_* rules apply too (nil: a bearer token of another issuer)
 	notAfter    time.Time // when the session or token ends: the assertion's exp never passes it
 }
 
@@ -226,6 +227,12 @@ func (g *Gatehouse) setIdentity(r *http.Request, p principal) {
 		}
 		if name == "assertion" && g.signer != nil {
 			return signed, true
+		}
+		if name == "provider" {
+			if p.provider == nil {
+				return "", true
+			}
+			return p.provider.name, true
 		}
 		return g.placeholder(id, groups, name)
 	})

@@ -12,18 +12,19 @@ import (
 	"github.com/gatehouse-auth/gatehouse/session"
 )
 
-// startLogin sends the browser to the provider: a fresh login (state,
-// nonce, PKCE verifier, return-to) goes into its own login cookie. The
-// login returns to the URL the request asked for.
+// startLogin signs the browser in, returning to the URL the request
+// asked for: at the provider, or with several at the sign-in page.
 func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
-	return g.startLoginTo(w, r, originalRequestURI(r))
+	return g.signIn(w, r, originalRequestURI(r))
 }
 
-// startLoginTo is startLogin returning to target when the return-to
-// validator accepts it, else to "/".
-func (g *Gatehouse) startLoginTo(w http.ResponseWriter, r *http.Request, target string) error {
+// startLoginTo sends the browser to provider p: a fresh login (state,
+// nonce, PKCE verifier, return-to, provider) goes into its own login
+// cookie. It returns to target when the return-to validator accepts it,
+// else to "/".
+func (g *Gatehouse) startLoginTo(w http.ResponseWriter, r *http.Request, target string, p *provider) error {
 	returnTo := flow.SafeReturnTo(target, r.Host, g.trusted)
-	authURL, login, err := g.idp.login.StartLogin(r.Context(), g.redirectURL(r), returnTo)
+	authURL, login, err := p.login.StartLogin(r.Context(), redirectURL(r, p), returnTo)
 	if err != nil {
 		g.logger.Warn("cannot start a login: the OpenID provider is unavailable", zap.Error(err))
 		w.Header().Set("Retry-After", "5")
@@ -34,6 +35,7 @@ func (g *Gatehouse) startLoginTo(w http.ResponseWriter, r *http.Request, target 
 			message: "The identity provider cannot be reached right now. Please try again in a moment.",
 		}, err)
 	}
+	login.Provider = p.name
 	if err := g.sessions.SaveLogin(w, r, login); err != nil {
 		return fail(w, r, problem{status: http.StatusInternalServerError, code: "internal_error", title: "Sign-in failed",
 			message: "The sign-in could not be started. Please try again."}, err)
@@ -42,14 +44,18 @@ func (g *Gatehouse) startLoginTo(w http.ResponseWriter, r *http.Request, target 
 		// The path only: a query may hold the app's own secrets (SA2-31).
 		c.Write(zap.String("return_to", pathOf(returnTo)))
 	}
-	g.metrics.loginStarted()
+	p.metrics.loginStarted()
 	w.Header().Set("Cache-Control", "no-store")
 	redirect(w, authURL)
 	return nil
 }
 
-// serveCallback finishes a login at PathPrefix/callback.
-func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error {
+// serveCallback finishes a login of provider p at its callback path
+// (path_prefix/callback, with several providers path_prefix/callback/NAME).
+// The provider is the one sealed in the login cookie: a callback at
+// another provider's path is refused, and a code is only ever sent to the
+// token endpoint of the provider the login was started at (RFC 9700 §4.4).
+func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request, p *provider) error {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		return fail(w, r, problem{
@@ -65,19 +71,23 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 		// TakeLogin expires the login cookie: a callback URL works once.
 		login, _ = g.sessions.TakeLogin(w, r, state)
 	}
-	res, err := g.idp.login.FinishLogin(r.Context(), g.redirectURL(r), q, login)
+	if login != nil && login.Provider != p.name {
+		return g.loginFailed(w, r, p, errWrongProvider)
+	}
+	res, err := p.login.FinishLogin(r.Context(), redirectURL(r, p), q, login)
 	if err != nil {
-		return g.loginFailed(w, r, err)
+		return g.loginFailed(w, r, p, err)
 	}
 	sess, err := flow.NewSession(res, g.now())
 	if err != nil {
-		return g.loginFailed(w, r, err)
+		return g.loginFailed(w, r, p, err)
 	}
+	sess.Provider = p.name
 	if err := g.sessions.Save(w, r, g.group.stored(sess)); err != nil {
-		return g.loginFailed(w, r, err)
+		return g.loginFailed(w, r, p, err)
 	}
-	g.audit(r, zapcore.InfoLevel, eventLogin, "login succeeded", userFields(&sess.Identity, sessionRef(sess))...)
-	g.metrics.loginSucceeded()
+	g.audit(r, p, zapcore.InfoLevel, eventLogin, "login succeeded", userFields(&sess.Identity, sessionRef(sess))...)
+	p.metrics.loginSucceeded()
 
 	// The return-to was validated when stored; validate it again now that
 	// it is used (CVE-2024-21497).
@@ -96,8 +106,8 @@ func (g *Gatehouse) serveCallback(w http.ResponseWriter, r *http.Request) error 
 
 // loginFailed logs why a callback failed and answers with a page that
 // says what the user can do, without echoing anything from the request.
-func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, err error) error {
-	g.metrics.loginFailed(err)
+func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, prov *provider, err error) error {
+	prov.metrics.loginFailed(err)
 	p := problem{
 		status:  http.StatusBadRequest,
 		code:    "login_failed",
@@ -135,7 +145,7 @@ func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, err erro
 	if errors.As(err, &ee) || errors.Is(err, flow.ErrStateMismatch) || errors.Is(err, flow.ErrMissingCode) {
 		level = zapcore.DebugLevel
 	}
-	g.audit(r, level, eventLoginFailed, "login failed",
+	g.audit(r, prov, level, eventLoginFailed, "login failed",
 		zap.String("reason", loginFailureNames[loginFailureOf(err)]), zap.Int("status", p.status), zap.Error(err))
 	return fail(w, r, p, err)
 }

@@ -169,10 +169,11 @@ type metrics struct {
 	latency         [httpx.NumEndpoints]prometheus.Observer
 	client          *http.Client
 
-	// What libraryCollector reads: the blocks' library counters, those of
-	// blocks gone (so a reload resets no counter), the issuer's key sets.
+	// What libraryCollector reads: the library counters of the blocks and
+	// providers using the issuer, those of ones gone (so a reload resets no
+	// counter), the issuer's key sets.
 	mu      sync.Mutex
-	blocks  map[*Gatehouse]struct{}
+	blocks  map[statsSource]struct{}
 	retired libraryStats
 	keys    atomic.Pointer[verify.RemoteKeySets]
 }
@@ -203,7 +204,7 @@ func releaseMetrics(m *metrics) {
 }
 
 func newMetrics(provider string, c *collectorSet) *metrics {
-	m := &metrics{provider: provider, pooled: c != nil, blocks: map[*Gatehouse]struct{}{}}
+	m := &metrics{provider: provider, pooled: c != nil, blocks: map[statsSource]struct{}{}}
 	counter := func(vec *prometheus.CounterVec, labels ...string) prometheus.Counter {
 		if c == nil {
 			return discard{}
@@ -440,30 +441,53 @@ func (g *Gatehouse) libraryStats() libraryStats {
 		s.introspect = [2]uint64{st.CacheHits, st.CacheMisses}
 	}
 	if g.idp != nil {
-		st := g.idp.meta.Stats()
+		s.add(g.idp.libraryStats())
+	}
+	return s
+}
+
+// libraryStats reads the provider's discovery counters.
+func (p *provider) libraryStats() libraryStats {
+	var s libraryStats
+	if p.meta != nil {
+		st := p.meta.Stats()
 		s.discoveries, s.discoveryFail = st.Discoveries, st.DiscoveryFailures
 	}
 	return s
 }
 
-// attach lets the collector read g's library counters and the issuer's key
-// sets; Provision calls it once g is complete.
-func (m *metrics) attach(g *Gatehouse) {
+// statsSource is what reports library counters to an issuer's metrics: a
+// block (its sessions, bearer tokens and first provider), or a further
+// provider of a block.
+type statsSource interface{ libraryStats() libraryStats }
+
+// statsSource is what reports p's library counters: g itself for its
+// first provider, p alone for the others.
+func (p *provider) statsSource(g *Gatehouse) statsSource {
+	if len(g.idps) > 0 && g.idps[0] == p {
+		return g
+	}
+	return p
+}
+
+// attach lets the collector read src's library counters and the issuer's
+// key sets; Provision calls it once the block is complete.
+func (m *metrics) attach(src statsSource, keys *keyRegistry) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.blocks[g] = struct{}{}
-	if g.keys != nil {
-		m.keys.Store(g.keys.RemoteKeySets)
+	m.blocks[src] = struct{}{}
+	if keys != nil {
+		m.keys.Store(keys.RemoteKeySets)
 	}
 }
 
-// detach keeps g's final counts and stops reading them.
-func (m *metrics) detach(g *Gatehouse) {
+// detach keeps src's final counts and stops reading them.
+func (m *metrics) detach(src statsSource) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.blocks[g]; ok {
-		m.retired.add(g.libraryStats())
-		delete(m.blocks, g)
+	if _, ok := m.blocks[src]; ok {
+		m.retired.add(src.libraryStats())
+		delete(m.blocks, src)
 	}
 }
 

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"github.com/gatehouse-auth/gatehouse/assertion"
@@ -13,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/gatehouse-auth/gatehouse/flow"
@@ -30,8 +32,14 @@ import (
 // {file./path}, resolved once at provisioning.
 type Gatehouse struct {
 	// The provider, written flat: issuer, endpoints, client, scopes,
-	// prompt and claim names (see ProviderConfig).
+	// prompt and claim names (see ProviderConfig). Empty with Providers.
 	ProviderConfig
+
+	// Providers are several identity providers, each with its own name,
+	// client and allow_* rules (Caddyfile `provider NAME { … }`): users
+	// choose one on the sign-in page. The first also validates bearer
+	// tokens. Default: the one provider written flat.
+	Providers []*NamedProvider `json:"providers,omitempty"`
 
 	// PathPrefix is where gatehouse's own endpoints live: PathPrefix +
 	// "/callback", "/sign_out", "/userinfo", "/backchannel_logout", and
@@ -97,16 +105,9 @@ type Gatehouse struct {
 	// redirect URI). Default: "/".
 	PostLogoutRedirect string `json:"post_logout_redirect,omitempty"`
 
-	// AllowEmails lets users with one of these e-mails in (see rules).
-	AllowEmails []string `json:"allow_emails,omitempty"`
-	// AllowDomains lets users whose e-mail is in one of these domains in.
-	AllowDomains []string `json:"allow_domains,omitempty"`
-	// AllowGroups lets members of one of these groups in.
-	AllowGroups []string `json:"allow_groups,omitempty"`
-	// AllowClaims lets users in whose claim (the key) has one of the
-	// values. With any allow_* set, a user must match at least one rule,
-	// else 403. Default: none (every authenticated user).
-	AllowClaims map[string][]string `json:"allow_claims,omitempty"`
+	// The allow_* rules every user must pass, whichever provider signed
+	// them in (see rules).
+	AllowRules
 
 	// Headers forwards more claims upstream: header name → claim name.
 	// The headers are also deleted from every client request.
@@ -134,7 +135,7 @@ type Gatehouse struct {
 	now      func() time.Time
 
 	slogger *slog.Logger // the libraries' logger: ctx.Slogger(), unless a test sets one
-	metrics *metrics     // the issuer's Prometheus counters and provider HTTP client (metrics.go)
+	metrics *metrics     // the first provider's Prometheus counters (metrics.go): bearer tokens, sessions
 
 	resourceMeta *resourceMetadata    // RFC 9728 metadata, with a bearer block (resource.go)
 	introspector *flow.Introspector   // with bearer { introspection } (apitokens.go)
@@ -154,21 +155,24 @@ type Gatehouse struct {
 	headerMap       []headerMapping // sorted by header name
 	strip           []string        // headers deleted from every request
 	claimsNeeded    []string        // claims this block maps (header) or checks (allow_claim)
-	callbackPath    string
 	signOutPath     string
 	userinfoPath    string
-	backchannelPath string
 	forwardAuthPath string
 	startPath       string
+	signInPath      string
 	jwksPath        string // with `assertion`: path_prefix/jwks.json
 
 	// Built at provisioning.
-	idp      *provider
+	idps     []*provider      // the providers, in order (providers.go)
+	idp      *provider        // the first: it checks bearer tokens
 	sessions *session.Manager // nil in modeAPI
 	bearer   tokenValidator   // nil without a bearer block
+	// bearerProvider is the first provider when it issues the bearer
+	// tokens (its allow_* rules apply to them); nil with another issuer.
+	bearerProvider *provider
 
-	// Held in the shared pools while provisioned (shared.go).
-	keys     *keyRegistry
+	// Held in the shared pools while provisioned (shared.go); each
+	// provider also holds its issuer's key registry and metrics.
 	group    *sessionGroup
 	groupKey string
 	released bool // Cleanup ran
@@ -258,46 +262,39 @@ func (g *Gatehouse) Provision(ctx caddy.Context) error {
 	if err := g.provisionAssertion(ctx); err != nil {
 		return err
 	}
+	if g.mode == modeLogin {
+		if err := g.provisionSessions(); err != nil {
+			return err
+		}
+	}
+	for _, p := range g.idps {
+		p.metrics.attach(p.statsSource(g), p.keys)
+	}
 	if g.mode == modeAPI {
-		g.metrics.attach(g)
 		return nil
 	}
-	if err := g.provisionSessions(); err != nil {
-		return err
-	}
-	g.metrics.attach(g)
 	if g.CookieInsecure {
 		g.logger.Warn("cookie_insecure is set: session cookies lack the Secure attribute; use this for plain-HTTP development only")
-	}
-	if strings.HasPrefix(g.Issuer, "http://") {
-		// The client secret, codes and tokens travel in clear (review SA2-29).
-		g.logger.Warn("the issuer is a plain-HTTP URL: client secret, codes and tokens cross the network unencrypted; use https outside development",
-			zap.String("issuer", g.Issuer))
 	}
 	return nil
 }
 
-// provisionProvider takes the issuer's shared JWKS caches and, with
-// sessions, the login's session group, and builds the provider.
+// provisionProvider takes the login's session group (with sessions) and
+// builds the providers, each with its issuer's shared JWKS caches and
+// metrics.
 func (g *Gatehouse) provisionProvider(ctx caddy.Context) error {
-	var err error
 	reg := ctx.GetMetricsRegistry()
 	if g.DisableMetrics {
 		reg = nil
 	}
-	if g.metrics, err = takeMetrics(reg, g.Issuer); err != nil {
-		return fmt.Errorf("gatehouse: metrics: %w", err)
-	}
-	if g.keys, err = takeKeyRegistry(g.Issuer, g.slogger, g.metrics.client, g.now); err != nil {
-		return err
-	}
 	if g.mode == modeLogin {
-		g.groupKey = sessionGroupKey(&g.ProviderConfig, g.CookieName, g.Store)
-		var unreachable error
-		if g.group, unreachable, err = takeSessionGroup(g.groupKey, g.Store, g.ProviderConfig.binding(), g.now); err != nil {
+		g.groupKey = sessionGroupKey(g.binding(), g.CookieName, g.Store)
+		group, unreachable, err := takeSessionGroup(g.groupKey, g.Store, g.binding(), g.now)
+		if err != nil {
 			g.groupKey = ""
 			return err
 		}
+		g.group = group
 		if unreachable != nil {
 			g.logger.Warn("the Redis session store cannot be reached yet: requests that need a session get 503 until it can", zap.Error(unreachable))
 		}
@@ -309,20 +306,62 @@ func (g *Gatehouse) provisionProvider(ctx caddy.Context) error {
 			g.group.forwarders.Add(1)
 		}
 	}
-	if g.idp, err = g.ProviderConfig.provision(ctx, g.slogger, g.metrics.client, g.keys.Get, g.claimSet(), g.now); err != nil {
-		return errProvider(err)
+	for _, np := range g.providerConfigs() {
+		p, err := g.provisionOne(ctx, reg, np)
+		if p != nil {
+			g.idps = append(g.idps, p) // Cleanup releases what it holds
+		}
+		if err != nil {
+			return err
+		}
+	}
+	g.idp, g.metrics = g.idps[0], g.idps[0].metrics
+	return nil
+}
+
+// provisionOne builds the provider np with its metrics (registered in
+// reg) and keys. The provider comes back even with an error, holding what
+// it took, for Cleanup to release.
+func (g *Gatehouse) provisionOne(ctx caddy.Context, reg *prometheus.Registry, np *NamedProvider) (*provider, error) {
+	pc := &np.ProviderConfig
+	m, err := takeMetrics(reg, pc.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("gatehouse: metrics: %w", err)
+	}
+	keys, err := takeKeyRegistry(pc.Issuer, g.slogger, m.client, g.now)
+	if err != nil {
+		releaseMetrics(m)
+		return nil, err
+	}
+	p, err := pc.provision(ctx, g.slogger, m.client, keys.Get, g.claimSet(), g.now)
+	if err != nil {
+		p = &provider{}
+	}
+	p.name, p.display, p.cfg, p.metrics, p.keys = np.Name, cmp.Or(np.DisplayName, np.Name), pc, m, keys
+	p.rules = np.AllowRules.rules()
+	p.callbackPath, p.backchannelPath = g.PathPrefix+"/callback", g.PathPrefix+"/backchannel_logout"
+	if np.Name != "" {
+		p.callbackPath += "/" + np.Name
+		p.backchannelPath += "/" + np.Name
+	}
+	if err != nil {
+		return p, errProvider(err)
 	}
 	if g.mode == modeLogin {
-		err = g.ProviderConfig.provisionClient(g.idp, g.group, g.metrics, time.Duration(g.RefreshBefore), g.now)
-		if err != nil {
-			return errProvider(err)
+		if err := pc.provisionClient(p, g.group, m, time.Duration(g.RefreshBefore), g.now); err != nil {
+			return p, errProvider(err)
 		}
-		if k, ok := g.idp.login.(interface{ PublicKeyJWK() []byte }); ok && g.ClientAuth == "private_key_jwt" {
+		if k, ok := p.login.(interface{ PublicKeyJWK() []byte }); ok && pc.ClientAuth == "private_key_jwt" {
 			g.logger.Info("client_auth private_key_jwt: the provider must know this public key for the client (kid included)",
-				zap.String("client_id", g.ClientID), zap.ByteString("jwk", k.PublicKeyJWK()))
+				zap.String("provider", np.Name), zap.String("client_id", pc.ClientID), zap.ByteString("jwk", k.PublicKeyJWK()))
 		}
 	}
-	return nil
+	if strings.HasPrefix(pc.Issuer, "http://") {
+		// The client secret, codes and tokens travel in clear (review SA2-29).
+		g.logger.Warn("the issuer is a plain-HTTP URL: client secret, codes and tokens cross the network unencrypted; use https outside development",
+			zap.String("issuer", pc.Issuer))
+	}
+	return p, nil
 }
 
 // provisionBearer builds the bearer-token validator, when configured.
@@ -351,7 +390,7 @@ func (g *Gatehouse) provisionBearer() error {
 		ClockSkew:      time.Duration(g.Bearer.ClockSkew),
 		CacheSize:      g.Bearer.CacheSize,
 		Now:            g.now,
-		ClientID:       g.ClientID,
+		ClientID:       g.idp.cfg.ClientID,
 
 		RequireAccessTokenType: g.Bearer.RequireAtJWT,
 	})
@@ -359,7 +398,10 @@ func (g *Gatehouse) provisionBearer() error {
 		return fmt.Errorf("gatehouse: bearer: %w", err)
 	}
 	g.bearer = b
-	g.resourceMeta = newResourceMetadata(g.Bearer, g.Issuer)
+	g.resourceMeta = newResourceMetadata(g.Bearer, g.idp.cfg.Issuer)
+	if g.Bearer.Issuer == "" || g.Bearer.Issuer == g.idp.cfg.Issuer {
+		g.bearerProvider = g.idp
+	}
 	return g.provisionAPITokens()
 }
 
@@ -383,7 +425,7 @@ func (g *Gatehouse) provisionSessions() error {
 		IdleTimeout: time.Duration(g.SessionIdleTimeout),
 		Now:         g.now,
 		CacheSize:   g.SessionCacheSize,
-		Binding:     g.ProviderConfig.binding(),
+		Binding:     g.binding(),
 		Store:       g.group.store,
 	})
 	if err != nil {
@@ -403,18 +445,20 @@ func (g *Gatehouse) Cleanup() error {
 		return nil
 	}
 	g.released = true
-	if g.metrics != nil {
-		g.metrics.detach(g)
-		releaseMetrics(g.metrics)
-	}
-	if g.idp != nil {
-		g.idp.meta.Close()
+	for _, p := range g.idps {
+		if p.metrics != nil {
+			p.metrics.detach(p.statsSource(g))
+			releaseMetrics(p.metrics)
+		}
+		if p.meta != nil {
+			p.meta.Close()
+		}
+		if p.keys != nil {
+			releaseKeyRegistry(p.cfg.Issuer)
+		}
 	}
 	if g.signer != nil {
 		g.signer.Close()
-	}
-	if g.keys != nil {
-		releaseKeyRegistry(g.Issuer)
 	}
 	if g.group != nil {
 		g.group.claims.Remove(g.claimsNeeded...)

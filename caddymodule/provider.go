@@ -127,6 +127,16 @@ type (
 // bearer { only } mode it has no client: login, refresh, revoke,
 // end-session and logout are nil.
 type provider struct {
+	name    string // "" for the one provider written flat
+	display string // its sign-in button's label
+	cfg     *ProviderConfig
+	rules   rules    // its own allow_* rules, besides the block's
+	metrics *metrics // the issuer's counters and HTTP client
+	keys    *keyRegistry
+
+	callbackPath    string // path_prefix/callback, or path_prefix/callback/NAME
+	backchannelPath string // path_prefix/backchannel_logout[/NAME]
+
 	meta       *flow.Provider
 	mapper     *identity.Mapper
 	login      authorizer
@@ -238,20 +248,23 @@ func (pc *ProviderConfig) urls() []stringField {
 }
 
 // resolve replaces placeholders in every field.
-func (pc *ProviderConfig) resolve(r *placeholder.Resolver) {
+func (pc *ProviderConfig) resolve(r *placeholder.Resolver) { pc.resolveAs(r, "") }
+
+// resolveAs is resolve naming the fields with prefix ("provider NAME ").
+func (pc *ProviderConfig) resolveAs(r *placeholder.Resolver, prefix string) {
 	for _, f := range append(pc.urls(),
 		stringField{"client_id", &pc.ClientID}, stringField{"client_auth", &pc.ClientAuth},
 		stringField{"user_claim", &pc.UserClaim}, stringField{"email_claim", &pc.EmailClaim},
 		stringField{"groups_claim", &pc.GroupsClaim}, stringField{"client_key_id", &pc.ClientKeyID},
 		stringField{"client_key_algorithm", &pc.ClientKeyAlgorithm}, stringField{"client_assertion_audience", &pc.ClientAssertionAudience},
 	) {
-		r.One(f.name, f.value)
+		r.One(prefix+f.name, f.value)
 	}
-	r.Secret("client_secret", &pc.ClientSecret)
-	r.Secret("client_key", &pc.ClientKey)
-	r.Many("scopes", pc.Scopes)
-	r.Many("prompt", pc.Prompt)
-	r.Many("trusted_audiences", pc.TrustedAudiences)
+	r.Secret(prefix+"client_secret", &pc.ClientSecret)
+	r.Secret(prefix+"client_key", &pc.ClientKey)
+	r.Many(prefix+"scopes", pc.Scopes)
+	r.Many(prefix+"prompt", pc.Prompt)
+	r.Many(prefix+"trusted_audiences", pc.TrustedAudiences)
 }
 
 // validate checks the provider's values; withClient is false in

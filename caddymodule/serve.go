@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -43,7 +44,7 @@ func (g *Gatehouse) admit(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if err != nil {
 		return g.refuse(w, r, next, err)
 	}
-	if !g.rules.allows(p.id) {
+	if !g.rules.allows(p.id) || p.provider != nil && !p.provider.rules.allows(p.id) {
 		return g.forbidden(w, r, next, p)
 	}
 	return g.pass(w, r, next, &p)
@@ -65,20 +66,21 @@ func (g *Gatehouse) endpoint(path string) func(http.ResponseWriter, *http.Reques
 	}
 	var serve func(http.ResponseWriter, *http.Request) error
 	switch path {
-	case g.callbackPath:
-		serve = g.serveCallback
 	case g.signOutPath:
 		serve = g.serveSignOut
 	case g.userinfoPath:
 		serve = g.serveUserinfo
-	case g.backchannelPath:
-		serve = g.serveBackchannelLogout
 	case g.forwardAuthPath:
 		return g.serveForwardAuth // bearer tokens too: it answers in every mode
 	case g.startPath:
 		serve = g.serveStart
+	case g.signInPath:
+		serve = g.serveSignIn
 	default:
-		return nil
+		serve = g.providerEndpoint(path)
+		if serve == nil {
+			return nil
+		}
 	}
 	if g.mode == modeAPI {
 		return serveNoLogins // no sessions: none of them applies
@@ -116,29 +118,36 @@ func (g *Gatehouse) authenticate(w http.ResponseWriter, r *http.Request) (princi
 	if g.mode == modeAPI {
 		return principal{}, errNoCredentials
 	}
-	sess, err := g.freshSession(w, r)
+	sess, p, err := g.freshSession(w, r)
 	if err != nil {
 		return principal{}, err
 	}
-	return principal{id: &sess.Identity, accessToken: sess.AccessToken, session: true,
+	return principal{id: &sess.Identity, accessToken: sess.AccessToken, session: true, provider: p,
 		notAfter: time.Unix(sess.Created, 0).Add(time.Duration(g.SessionLifetime))}, nil
 }
 
-// freshSession returns the request's valid, fresh session. Its cookie is
+// freshSession returns the request's valid, fresh session and the
+// provider that signed it in. Its cookie is
 // re-sealed when it was sealed with an older cookie_secret or its tokens
 // were refreshed. A cookie that is unusable, signed out, or whose session
 // ended (refresh refused, tokens expired) is expired and the error wraps
 // session.ErrNoSession; flow.ErrProviderUnavailable means the session needs
 // a refresh the provider cannot give now; session.ErrUnavailable, that the
 // session store cannot be reached.
-func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*session.Session, error) {
+func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*session.Session, *provider, error) {
 	sess, rotate, err := g.sessions.Load(r)
 	if errors.Is(err, session.ErrUnavailable) {
 		g.logger.Warn("the session store cannot be reached", zap.Error(err))
-		return nil, err
+		return nil, nil, err
+	}
+	var p *provider
+	if err == nil {
+		if p = g.sessionProvider(sess); p == nil {
+			err = fmt.Errorf("%w: of a provider this block does not have", session.ErrNoSession)
+		}
 	}
 	if err == nil {
-		fresh, refreshed, ferr := g.idp.refresh.Fresh(r.Context(), sess)
+		fresh, refreshed, ferr := p.refresh.Fresh(r.Context(), sess)
 		switch {
 		case ferr == nil:
 			sess, rotate = fresh, rotate || refreshed
@@ -148,12 +157,12 @@ func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*sessi
 			if c := g.logger.Check(zapcore.DebugLevel, "a session could not be refreshed: the provider is unavailable"); c != nil {
 				c.Write(zap.Error(ferr))
 			}
-			return nil, ferr
+			return nil, nil, ferr
 		case errors.Is(ferr, session.ErrUnavailable):
 			g.logger.Warn("the session store cannot be reached", zap.Error(ferr))
-			return nil, ferr
+			return nil, nil, ferr
 		default:
-			g.audit(r, zapcore.InfoLevel, eventSessionEnded, "session ended",
+			g.audit(r, p, zapcore.InfoLevel, eventSessionEnded, "session ended",
 				userFields(&sess.Identity, sessionRef(sess), zap.String("reason", sessionEndReason(ferr)), zap.Error(ferr))...)
 			err = fmt.Errorf("%w: %w", session.ErrNoSession, ferr)
 		}
@@ -164,21 +173,21 @@ func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*sessi
 		if reason == "invalid" {
 			level = zapcore.DebugLevel
 		}
-		g.audit(r, level, eventSessionEnded, "session cookie not usable", zap.String("reason", reason), zap.Error(err))
+		g.audit(r, p, level, eventSessionEnded, "session cookie not usable", zap.String("reason", reason), zap.Error(err))
 	}
 	if err != nil {
-		g.metrics.sessionEnded(err)
+		cmp.Or(p, g.idp).metrics.sessionEnded(err)
 		if g.sessions.HasSession(r) {
 			g.sessions.ClearSession(w, r)
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	if rotate {
 		if err := g.sessions.Save(w, r, g.group.stored(sess)); err != nil {
 			g.logger.Warn("saving the session failed", zap.Error(err))
 		}
 	}
-	return sess, nil
+	return sess, p, nil
 }
 
 // refuse answers a request authenticate did not admit (see its errors).
@@ -250,7 +259,7 @@ func (g *Gatehouse) forbidden(w http.ResponseWriter, r *http.Request, next caddy
 	if who == "" {
 		who = p.id.User
 	}
-	g.audit(r, zapcore.InfoLevel, eventRefused, "access refused by the allow rules",
+	g.audit(r, p.provider, zapcore.InfoLevel, eventRefused, "access refused by the allow rules",
 		userFields(p.id, zap.String("reason", "allow_rules"), zap.Bool("bearer", !p.session))...)
 	pr := problem{
 		status: http.StatusForbidden, code: "forbidden", title: "Access denied",

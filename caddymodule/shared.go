@@ -22,7 +22,7 @@ import (
 //
 //   - keyRegistries, by issuer: the provider's JWKS caches, so a reload
 //     keeps the keys and their background refresh;
-//   - sessionGroups, by login (issuer, client, cookie name): what the
+//   - sessionGroups, by login (providers, cookie name, store): what the
 //     blocks serving the same sessions must agree on.
 var (
 	keyRegistries = caddy.NewUsagePool()
@@ -98,9 +98,10 @@ func (g *sessionGroup) Destruct() error {
 	return nil
 }
 
-// sessionGroupKey names the sessions of one login and where they live.
-func sessionGroupKey(pc *ProviderConfig, cookieName string, store *StoreConfig) string {
-	return pc.binding() + "\x00" + cookieName + "\x00" + store.fingerprint()
+// sessionGroupKey names the sessions of one login (the providers they are
+// bound to, see Gatehouse.binding) and where they live.
+func sessionGroupKey(binding, cookieName string, store *StoreConfig) string {
+	return binding + "\x00" + cookieName + "\x00" + store.fingerprint()
 }
 
 // takeSessionGroup holds the group for key until releaseSessionGroup. If

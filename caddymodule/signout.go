@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -48,8 +49,15 @@ func (g *Gatehouse) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	var idToken string
+	// The provider whose end-session the browser visits: the session's,
+	// or without one the only provider.
+	var p *provider
+	if len(g.idps) == 1 {
+		p = g.idp
+	}
 	sess, _, err := g.sessions.Load(r)
 	if err == nil {
+		p = g.sessionProvider(sess)
 		err = g.sessions.Revoke(r.Context(), sess)
 	}
 	if errors.Is(err, session.ErrUnavailable) {
@@ -61,17 +69,21 @@ func (g *Gatehouse) serveSignOut(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err == nil {
 		idToken = sess.IDToken
-		if sess.RefreshToken != "" {
-			g.revokeAtProvider(sess.RefreshToken)
+		if sess.RefreshToken != "" && p != nil {
+			g.revokeAtProvider(p, sess.RefreshToken)
 		}
-		g.audit(r, zapcore.InfoLevel, eventLogout, "signed out",
+		g.audit(r, p, zapcore.InfoLevel, eventLogout, "signed out",
 			userFields(&sess.Identity, sessionRef(sess), zap.String("kind", revocationNames[revokedSignOut]))...)
-		g.metrics.revoked[revokedSignOut].Inc()
+		cmp.Or(p, g.idp).metrics.revoked[revokedSignOut].Inc()
 	}
 	g.sessions.ClearAll(w, r)
 	w.Header().Set("Cache-Control", "no-store")
 
-	if endSession, ok := g.idp.endSession.EndSessionURL(r.Context(), idToken, g.absolute(r, target)); ok {
+	if p == nil {
+		redirect(w, target)
+		return nil
+	}
+	if endSession, ok := p.endSession.EndSessionURL(r.Context(), idToken, g.absolute(r, target)); ok {
 		redirect(w, endSession)
 		return nil
 	}
@@ -93,13 +105,13 @@ func crossSite(r *http.Request) bool {
 	return o != "" && o != origin(r)
 }
 
-// revokeAtProvider revokes a refresh token at the provider in the
+// revokeAtProvider revokes a refresh token at provider p in the
 // background, bounded by the config's lifetime and 15 seconds.
-func (g *Gatehouse) revokeAtProvider(refreshToken string) {
+func (g *Gatehouse) revokeAtProvider(p *provider, refreshToken string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(g.ctx, 15*time.Second)
 		defer cancel()
-		if err := g.idp.revoke.Revoke(ctx, refreshToken, "refresh_token"); err != nil {
+		if err := p.revoke.Revoke(ctx, refreshToken, "refresh_token"); err != nil {
 			g.logger.Warn("revoking the refresh token at sign-out failed", zap.Error(err))
 		}
 	}()

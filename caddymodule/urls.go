@@ -12,9 +12,9 @@ import (
 // {http.request.hostport} say — never from X-Forwarded-* headers
 // (CVE-2024-21498, CVE-2024-21499).
 
-// redirectURL is this site's callback URL.
-func (g *Gatehouse) redirectURL(r *http.Request) string {
-	return origin(r) + g.callbackPath
+// redirectURL is this site's callback URL for provider p.
+func redirectURL(r *http.Request, p *provider) string {
+	return origin(r) + p.callbackPath
 }
 
 // origin is scheme://host of the request, from the connection's scheme and

@@ -18,7 +18,8 @@ type userinfo struct {
 	PreferredUsername string   `json:"preferred_username,omitempty"`
 	Name              string   `json:"name,omitempty"`
 	Groups            []string `json:"groups"`
-	ExpiresAt         int64    `json:"expires_at"` // Unix seconds: when the session's lifetime ends
+	ExpiresAt         int64    `json:"expires_at"`         // Unix seconds: when the session's lifetime ends
+	Provider          string   `json:"provider,omitempty"` // with several providers: whose user
 }
 
 // serveUserinfo answers GET path_prefix/userinfo with the signed-in user as
@@ -30,7 +31,7 @@ func (g *Gatehouse) serveUserinfo(w http.ResponseWriter, r *http.Request) error 
 		return fail(w, r, problem{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
 			title: "Method not allowed", message: "Ask with GET."}, errors.New("gatehouse: userinfo method"))
 	}
-	sess, err := g.freshSession(w, r)
+	sess, _, err := g.freshSession(w, r)
 	if err != nil {
 		return g.refuseUserinfo(w, err)
 	}
@@ -42,6 +43,7 @@ func (g *Gatehouse) serveUserinfo(w http.ResponseWriter, r *http.Request) error 
 		Name:              sess.Name,
 		Groups:            nonNil(sess.Groups),
 		ExpiresAt:         sess.ExpiresAt(time.Duration(g.SessionLifetime)).Unix(),
+		Provider:          sess.Provider,
 	})
 	return nil
 }

@@ -26,14 +26,14 @@ func (g *Gatehouse) Validate() error {
 		errs = append(errs, fmt.Errorf("gatehouse: %s: %s", directive, fmt.Sprintf(format, args...)))
 	}
 	apiOnly := g.Bearer != nil && g.Bearer.Only
-	g.ProviderConfig.validate(bad, !apiOnly)
+	g.validateProviders(bad, !apiOnly)
 	g.validatePaths(bad)
 	g.validateCookies(bad, apiOnly)
 	g.validateSessions(bad, apiOnly)
 	validateRules(bad, g.AllowEmails, g.AllowDomains, g.AllowClaims)
 	g.validateHeaders(bad)
 	if g.Bearer != nil {
-		g.Bearer.validate(bad, g.Issuer)
+		g.Bearer.validate(bad, g.providerConfigs()[0].Issuer)
 		g.validateAPITokens(bad)
 	}
 	if g.Assertion != nil {

@@ -10,6 +10,12 @@
 // is answered from a small cache until the session's lifetime ends, but
 // revocation is asked on every Load.
 //
+// A Session holds who the user is, the name of the provider they signed
+// in with ("" for a gateway with one provider written flat), and that
+// provider's session id and tokens. A back-channel logout
+// (EndProviderSession) names a provider too: it ends that provider's
+// sessions only, since two providers may know the same subject or sid.
+//
 // A Store keeps sessions behind the cookie: Save gives the value the
 // cookie carries, Load turns that value back into a Session, and
 // Revoke/Revoked keep track of signed-out sessions. The default,
@@ -30,8 +36,8 @@
 // passed upstream. CheckCookieName and CheckCookieDomain validate the
 // configuration.
 //
-// SaveLogin and TakeLogin keep one Login (state, nonce, PKCE verifier,
-// return-to) per login in progress, in a short-lived cookie named after a
+// SaveLogin and TakeLogin keep one Login (provider, state, nonce, PKCE
+// verifier, return-to) per login in progress, in a short-lived cookie named after a
 // hash of its state, so parallel logins in several tabs all finish.
 // TakeLogin expires the cookie as it reads it: a callback works once.
 //

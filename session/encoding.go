@@ -19,10 +19,16 @@ import (
 // base64url segments) is kept as its three decoded segments — a quarter
 // smaller, and base64 only once, when the cookie is sealed. The whole is
 // deflated when that saves a tenth (long group lists do; tokens do not).
+// The provider's name, when the session has one, comes last, after a flag
+// bit: sessions of a single flat provider encode as they did before.
 // Sessions sealed as JSON, before this encoding, still load.
 const (
 	formatBinary   = 2
 	formatDeflated = 3
+
+	// Bits of the flags byte. A decoder refuses any other bit.
+	flagEmailUnverified = 1 << 0
+	flagProvider        = 1 << 1 // the provider's name follows Created
 
 	tokenRaw = 0 // the token as it is
 	tokenJWS = 1 // header, payload and signature, base64url-decoded
@@ -44,7 +50,10 @@ func (s *Session) marshal() ([]byte, error) {
 	b = appendString(b, s.Email)
 	var flags byte
 	if s.EmailUnverified {
-		flags |= 1
+		flags |= flagEmailUnverified
+	}
+	if s.Provider != "" {
+		flags |= flagProvider
 	}
 	b = append(b, flags)
 	b = appendString(b, s.PreferredUsername)
@@ -66,6 +75,11 @@ func (s *Session) marshal() ([]byte, error) {
 	b = appendToken(b, s.IDToken)
 	for _, t := range []int64{s.AccessExpiry, s.AccessIssued, s.LastSeen, s.Created} {
 		b = binary.AppendVarint(b, t)
+	}
+	// Only when set, so that a session of a single flat provider encodes
+	// exactly as before providers had names.
+	if s.Provider != "" {
+		b = appendString(b, s.Provider)
 	}
 	return deflateIfSmaller(b), nil
 }
@@ -286,7 +300,7 @@ func (s *Session) decode(b []byte) error {
 	s.User = d.string()
 	s.Email = d.string()
 	flags := d.byte()
-	s.EmailUnverified = flags&1 != 0
+	s.EmailUnverified = flags&flagEmailUnverified != 0
 	s.PreferredUsername = d.string()
 	s.Name = d.string()
 	s.Groups = d.strings()
@@ -305,7 +319,13 @@ func (s *Session) decode(b []byte) error {
 	s.AccessIssued = d.varint()
 	s.LastSeen = d.varint()
 	s.Created = d.varint()
-	if flags&^1 != 0 || len(d.b) != 0 {
+	if flags&flagProvider != 0 {
+		// A flag with an empty name would not re-encode the same.
+		if s.Provider = d.string(); s.Provider == "" {
+			d.fail()
+		}
+	}
+	if flags&^(flagEmailUnverified|flagProvider) != 0 || len(d.b) != 0 {
 		d.fail()
 	}
 	return d.err

@@ -79,7 +79,9 @@ func FuzzUnmarshalSession(f *testing.F) {
 	s.Claims = map[string][]string{"k": {"v1", "v2"}}
 	s.Groups = []string{"department-001-engineering", "department-002-engineering", "department-003-engineering", "department-004-engineering",
 		"department-005-engineering", "department-006-engineering", "department-007-engineering", "department-008-engineering", "department-009-engineering"}
-	for _, seed := range []*Session{testSession(epoch), s} {
+	withProvider := testSession(epoch)
+	withProvider.Provider = "corp"
+	for _, seed := range []*Session{testSession(epoch), s, withProvider} {
 		b, err := seed.marshal()
 		if err != nil {
 			f.Fatal(err)

@@ -36,6 +36,11 @@ type Login struct {
 	Nonce string `json:"n"`
 	// Verifier is the PKCE code verifier (RFC 7636).
 	Verifier string `json:"v"`
+	// Provider is the name of the provider the login was started at ("" for
+	// a gateway with one provider written flat). The callback finishes the
+	// login there: it comes from this sealed cookie, never from the
+	// callback's URL.
+	Provider string `json:"p,omitempty"`
 	// ReturnTo is where the user goes after the login. It is validated
 	// again when used.
 	ReturnTo string `json:"r,omitempty"`

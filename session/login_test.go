@@ -121,3 +121,24 @@ func removeCookie(jar []*http.Cookie, name string) []*http.Cookie {
 	}
 	return out
 }
+
+// TestLoginProvider: the provider a login was started at comes back from
+// its sealed cookie; a login of the flat provider has none.
+func TestLoginProvider(t *testing.T) {
+	c := &clock{epoch}
+	s := newManager(t, c, secretA)
+	for _, provider := range []string{"", "corp"} {
+		state := "state-" + provider
+		w := httptest.NewRecorder()
+		if err := s.SaveLogin(w, request(nil), &Login{State: state, Nonce: "n", Verifier: "v", Provider: provider, Created: c.t.Unix()}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := s.TakeLogin(httptest.NewRecorder(), request(w.Result().Cookies()), state)
+		if err != nil || l.Provider != provider {
+			t.Fatalf("TakeLogin = %+v, %v; want provider %q", l, err, provider)
+		}
+	}
+	if b, _ := (&Login{State: "s", Nonce: "n", Verifier: "v"}).marshal(); strings.Contains(string(b), `"p"`) {
+		t.Fatalf("a flat provider's login names a provider: %s", b)
+	}
+}

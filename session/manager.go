@@ -299,12 +299,14 @@ func (m *Manager) Revoke(ctx context.Context, sess *Session) error {
 	return m.store.Revoke(ctx, sess.ID, sess.ExpiresAt(m.opts.Lifetime))
 }
 
-// EndProviderSession ends the sessions a provider logged out at `at`
+// EndProviderSession ends the sessions the provider named provider ("" for
+// a gateway with one provider written flat) logged out at `at`
 // (back-channel logout): those of provider session sid, or, when sid is
-// "", every session of subject — as far as the Store reaches. Load then
-// answers ErrRevoked (CookieStore) or ErrNoSession for them.
-func (m *Manager) EndProviderSession(ctx context.Context, sid, subject string, at time.Time) error {
-	return m.store.EndProviderSession(ctx, ProviderLogout{SID: sid, Subject: subject, At: at, Until: at.Add(m.opts.Lifetime)})
+// "", every session of subject — only that provider's sessions, as far as
+// the Store reaches. Load then answers ErrRevoked (CookieStore) or
+// ErrNoSession for them.
+func (m *Manager) EndProviderSession(ctx context.Context, provider, sid, subject string, at time.Time) error {
+	return m.store.EndProviderSession(ctx, ProviderLogout{Provider: provider, SID: sid, Subject: subject, At: at, Until: at.Add(m.opts.Lifetime)})
 }
 
 // FirstUse reports whether key was not used before, and records it until

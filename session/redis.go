@@ -106,6 +106,18 @@ func (s *RedisStore) indexKey(kind, value string) string {
 	return s.prefix + kind + ":" + base64.RawURLEncoding.EncodeToString(sum[:18])
 }
 
+// providerIndexKey is indexKey for a provider session or subject of the
+// named provider: two providers may both know a subject "123" or a sid
+// "abc". The provider "" (one provider written flat) has the keys it had
+// before providers had names; a named one hashes its name (length-prefixed,
+// so no name and value run into another's) with the value.
+func (s *RedisStore) providerIndexKey(provider, kind, value string) string {
+	if provider == "" {
+		return s.indexKey(kind, value)
+	}
+	return s.indexKey("p"+kind, strconv.Itoa(len(provider))+":"+provider+value)
+}
+
 // unavailable wraps a Redis failure.
 func unavailable(err error) error { return fmt.Errorf("%w: %w", ErrUnavailable, err) }
 
@@ -164,9 +176,9 @@ func (s *RedisStore) Save(ctx context.Context, sess *Session, until time.Time) (
 func (s *RedisStore) indexesOf(sess *Session) []string {
 	idx := make([]string, 0, 2)
 	if sess.SID != "" {
-		idx = append(idx, s.indexKey("sid", sess.SID))
+		idx = append(idx, s.providerIndexKey(sess.Provider, "sid", sess.SID))
 	}
-	return append(idx, s.indexKey("sub", sess.Subject))
+	return append(idx, s.providerIndexKey(sess.Provider, "sub", sess.Subject))
 }
 
 // parseHandle splits a cookie value into session ID and key.
@@ -236,12 +248,12 @@ func (s *RedisStore) Revoke(ctx context.Context, id string, _ time.Time) error {
 // just read it, found it.
 func (s *RedisStore) Revoked(context.Context, *Session) (bool, error) { return false, nil }
 
-// EndProviderSession deletes every session of the provider session (or
-// the subject) created at or before l.At.
+// EndProviderSession deletes every session of l.Provider's provider
+// session (or subject) created at or before l.At.
 func (s *RedisStore) EndProviderSession(ctx context.Context, l ProviderLogout) error {
-	idx := s.indexKey("sub", l.Subject)
+	idx := s.providerIndexKey(l.Provider, "sub", l.Subject)
 	if l.SID != "" {
-		idx = s.indexKey("sid", l.SID)
+		idx = s.providerIndexKey(l.Provider, "sid", l.SID)
 	}
 	b := s.opts.Client.B()
 	upTo := strconv.FormatInt(l.At.Unix(), 10)

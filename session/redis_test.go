@@ -3,6 +3,8 @@ package session
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"net"
 	"net/http"
@@ -211,7 +213,7 @@ func TestRedisStoreProviderLogout(t *testing.T) {
 	alive := func(ck []*http.Cookie) bool { _, _, err := b.m.Load(request(ck)); return err == nil }
 
 	// By sid: only that provider session ends, on every instance.
-	if err := a.m.EndProviderSession(t.Context(), "op-1", "alice", c.t); err != nil {
+	if err := a.m.EndProviderSession(t.Context(), "", "op-1", "alice", c.t); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the sid's session ends", func() error {
@@ -227,7 +229,7 @@ func TestRedisStoreProviderLogout(t *testing.T) {
 	// By sub: every session of the user created until then; a login after
 	// it is a new session.
 	c.t = c.t.Add(2 * time.Second)
-	if err := b.m.EndProviderSession(t.Context(), "", "alice", c.t); err != nil {
+	if err := b.m.EndProviderSession(t.Context(), "", "", "alice", c.t); err != nil {
 		t.Fatal(err)
 	}
 	c.t = c.t.Add(2 * time.Second)
@@ -357,5 +359,101 @@ func TestRedisRefreshLease(t *testing.T) {
 	wg.Wait()
 	if !errors.Is(waitErr, ErrLeaseLost) {
 		t.Fatalf("after a released lease: %v, %v", waited, waitErr)
+	}
+}
+
+// TestRedisStoreProviderLogoutPerProvider: two providers may both have a
+// subject "123" and a sid "abc"; a logout from one ends its sessions only,
+// on every instance. The provider "" (one provider written flat) keeps the
+// index keys it had before providers had names.
+func TestRedisStoreProviderLogoutPerProvider(t *testing.T) {
+	srv := testredis.Start(t)
+	c := &clock{time.Now()}
+	a, b := newInstance(t, srv, c), newInstance(t, srv, c)
+	login := func(provider string) []*http.Cookie {
+		s := testSession(c.t)
+		s.Provider, s.Subject, s.SID = provider, "123", "abc"
+		return save(t, a.m, request(nil), s)
+	}
+	flat, pa, pb := login(""), login("a"), login("b")
+	alive := func(ck []*http.Cookie) bool { _, _, err := b.m.Load(request(ck)); return err == nil }
+	for _, ck := range [][]*http.Cookie{flat, pa, pb} {
+		if !alive(ck) {
+			t.Fatal("a session does not load")
+		}
+	}
+	if sess, _, err := b.m.Load(request(pa)); err != nil || sess.Provider != "a" {
+		t.Fatalf("provider not kept: %v, %v", sess, err)
+	}
+
+	// The flat provider's index keys are those written before providers
+	// had names: Redis data of earlier versions still ends on logout.
+	hash := func(v string) string {
+		sum := sha256.Sum256([]byte(v))
+		return base64.RawURLEncoding.EncodeToString(sum[:18])
+	}
+	for _, key := range []string{"sid:" + hash("abc"), "sub:" + hash("123")} {
+		if n, err := srv.Do("EXISTS", a.store.prefix+key); err != nil || n != "1" {
+			t.Fatalf("the flat provider's index %s: %q, %v", key, n, err)
+		}
+	}
+
+	// By sub, from provider a: only a's session ends.
+	if err := a.m.EndProviderSession(t.Context(), "a", "", "123", c.t); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a's session ends", func() error {
+		if alive(pa) {
+			return errors.New("alive")
+		}
+		return nil
+	})
+	if !alive(pb) || !alive(flat) {
+		t.Fatal("a logout from provider a ended another provider's session")
+	}
+
+	// By sid, from the flat provider: only its session ends.
+	if err := b.m.EndProviderSession(t.Context(), "", "abc", "123", c.t); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the flat provider's session ends", func() error {
+		if alive(flat) {
+			return errors.New("alive")
+		}
+		return nil
+	})
+	if !alive(pb) {
+		t.Fatal("a logout from the flat provider ended provider b's session")
+	}
+
+	// By sid, from provider b.
+	if err := a.m.EndProviderSession(t.Context(), "b", "abc", "", c.t); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b's session ends", func() error {
+		if alive(pb) {
+			return errors.New("alive")
+		}
+		return nil
+	})
+}
+
+// TestRedisIndexKeysPerProvider: a provider's name and the indexed value
+// cannot run into each other's, nor into the flat provider's.
+func TestRedisIndexKeysPerProvider(t *testing.T) {
+	s := &RedisStore{prefix: "p:"}
+	seen := map[string]string{}
+	for _, c := range [][3]string{
+		{"", "sub", "ab"}, {"a", "sub", "b"}, {"ab", "sub", ""}, {"", "sid", "ab"}, {"a", "sid", "b"},
+		{"1:a", "sub", "b"}, {"1", "sub", ":ab"},
+	} {
+		k := s.providerIndexKey(c[0], c[1], c[2])
+		if prev, ok := seen[k]; ok {
+			t.Fatalf("%v and %s share the key %s", c, prev, k)
+		}
+		seen[k] = strings.Join(c[:], "|")
+	}
+	if s.providerIndexKey("", "sub", "123") != s.indexKey("sub", "123") {
+		t.Fatal("the flat provider's key changed")
 	}
 }

@@ -26,13 +26,16 @@ var (
 
 // Session is what the gateway remembers about a signed-in user: who they
 // are (the embedded Identity, whose fields stay at the top level of the
-// JSON) and the provider's tokens. A CookieStore keeps all of it in the
+// JSON), which provider they signed in with, and that provider's tokens. A CookieStore keeps all of it in the
 // session cookie, so the JSON names are short.
 type Session struct {
 	// ID is random per login and never reused, so a new login never
 	// continues an old session (no fixation).
 	ID string `json:"id"`
 	identity.Identity
+	// Provider is the name of the provider the user signed in with; "" for
+	// a gateway with one provider written flat.
+	Provider string `json:"pv,omitempty"`
 	// SID is the provider's session id (`sid`), for logout.
 	SID string `json:"sid,omitempty"`
 	// AccessToken, RefreshToken and IDToken are the provider's tokens.
@@ -81,6 +84,7 @@ func (s *Session) ExpiresAt(lifetime time.Duration) time.Time {
 func (s *Session) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("id", s.ID),
+		slog.String("provider", s.Provider),
 		slog.String("sub", s.Subject),
 		slog.String("user", s.User),
 		slog.String("email", s.Email),

@@ -37,9 +37,13 @@ var ErrUnavailable = errors.New("session: the session store is unavailable")
 
 // ProviderLogout names the sessions a provider ended: with SID, every
 // session of that provider session; without it, every session of Subject.
-// Only sessions created at or before At end: a login after the logout is
-// a new session.
+// Only sessions of Provider end (two providers may both know a subject
+// "123" or a sid "abc"), and only those created at or before At: a login
+// after the logout is a new session.
 type ProviderLogout struct {
+	// Provider is the name of the provider that logged out ("" for a
+	// gateway with one provider written flat).
+	Provider     string
 	SID, Subject string
 	// At is when the provider logged out (the logout token's iat).
 	At time.Time
@@ -50,7 +54,7 @@ type ProviderLogout struct {
 
 // ends reports whether l ends s.
 func (l *ProviderLogout) ends(s *Session) bool {
-	if s.Created > l.At.Unix() {
+	if s.Provider != l.Provider || s.Created > l.At.Unix() {
 		return false
 	}
 	if l.SID != "" {
@@ -143,7 +147,7 @@ func (s *CookieStore) Revoked(_ context.Context, sess *Session) (bool, error) {
 	if !s.anyLogout.Load() {
 		return false, nil
 	}
-	for _, key := range [2]logoutKey{{bySID: true, value: sess.SID}, {value: sess.Subject}} {
+	for _, key := range [2]logoutKey{{provider: sess.Provider, bySID: true, value: sess.SID}, {provider: sess.Provider, value: sess.Subject}} {
 		if l, ok := s.logouts.Get(key); ok && now.Before(l.Until) && l.ends(sess) {
 			return true, nil
 		}
@@ -152,19 +156,20 @@ func (s *CookieStore) Revoked(_ context.Context, sess *Session) (bool, error) {
 }
 
 // logoutKey names what a provider logout ended: a provider session (sid)
-// or a subject. A struct, not a concatenation: Revoked builds one per
-// request without allocating.
+// or a subject, of one provider. A struct, not a concatenation: Revoked
+// builds one per request without allocating.
 type logoutKey struct {
-	bySID bool
-	value string
+	provider string
+	bySID    bool
+	value    string
 }
 
 // EndProviderSession puts the provider session (or, without one, the
-// subject) on the denylist until l.Until. It never fails.
+// subject) of l.Provider on the denylist until l.Until. It never fails.
 func (s *CookieStore) EndProviderSession(_ context.Context, l ProviderLogout) error {
-	key := logoutKey{value: l.Subject}
+	key := logoutKey{provider: l.Provider, value: l.Subject}
 	if l.SID != "" {
-		key = logoutKey{bySID: true, value: l.SID}
+		key = logoutKey{provider: l.Provider, bySID: true, value: l.SID}
 	}
 	if prev, ok := s.logouts.Get(key); ok && prev.At.After(l.At) {
 		return nil // a later logout of the same session or user already ends more

@@ -134,6 +134,49 @@ func TestCookieStoreProviderLogout(t *testing.T) {
 	}
 }
 
+// TestCookieStoreProviderLogoutPerProvider: two providers may both have a
+// subject "123" and a sid "abc"; a logout from one ends its sessions only.
+// The provider "" (one provider written flat) is a provider like another.
+func TestCookieStoreProviderLogoutPerProvider(t *testing.T) {
+	ctx := context.Background()
+	s := NewCookieStore(CookieStoreOptions{Now: (&clock{epoch}).now})
+	sess := func(provider string) *Session {
+		return &Session{ID: NewID(), Provider: provider, Identity: identity.Identity{Subject: "123"}, SID: "abc", Created: epoch.Unix()}
+	}
+	revoked := func(x *Session) bool {
+		t.Helper()
+		ok, err := s.Revoked(ctx, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	flat, a, b := sess(""), sess("a"), sess("b")
+	end := func(l ProviderLogout) {
+		t.Helper()
+		l.At, l.Until = epoch, epoch.Add(time.Hour)
+		if err := s.EndProviderSession(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	end(ProviderLogout{Provider: "a", Subject: "123"})
+	if !revoked(a) || revoked(b) || revoked(flat) {
+		t.Fatal("a logout by sub from provider a ended the wrong sessions")
+	}
+	end(ProviderLogout{SID: "abc", Subject: "123"})
+	if !revoked(flat) || revoked(b) {
+		t.Fatal("a logout by sid from the flat provider ended the wrong sessions")
+	}
+	end(ProviderLogout{Provider: "b", SID: "abc"})
+	if !revoked(b) {
+		t.Fatal("a logout by sid from provider b did not end its session")
+	}
+	if revoked(sess("c")) {
+		t.Fatal("a logout ended provider c's session")
+	}
+}
+
 func TestCookieStoreFirstUse(t *testing.T) {
 	ctx := context.Background()
 	c := &clock{epoch}
@@ -155,8 +198,11 @@ func TestCookieStoreRevokedDoesNotAllocate(t *testing.T) {
 	ctx := context.Background()
 	s := NewCookieStore(CookieStoreOptions{Now: (&clock{epoch}).now})
 	_ = s.EndProviderSession(ctx, ProviderLogout{SID: "op-1", At: epoch, Until: epoch.Add(time.Hour)})
-	sess := &Session{ID: "x", Identity: identity.Identity{Subject: "a-subject-of-forty-bytes-like-entra-ids"}, SID: "a-provider-session-id-longer-than-32-bytes", Created: epoch.Unix()}
-	if n := testing.AllocsPerRun(100, func() { _, _ = s.Revoked(ctx, sess) }); n != 0 {
-		t.Fatalf("Revoked allocates %.0f times per call", n)
+	_ = s.EndProviderSession(ctx, ProviderLogout{Provider: "corporate-entra-id", Subject: "someone", At: epoch, Until: epoch.Add(time.Hour)})
+	for _, provider := range []string{"", "corporate-entra-id"} {
+		sess := &Session{ID: "x", Provider: provider, Identity: identity.Identity{Subject: "a-subject-of-forty-bytes-like-entra-ids"}, SID: "a-provider-session-id-longer-than-32-bytes", Created: epoch.Unix()}
+		if n := testing.AllocsPerRun(100, func() { _, _ = s.Revoked(ctx, sess) }); n != 0 {
+			t.Fatalf("Revoked (provider %q) allocates %.0f times per call", provider, n)
+		}
 	}
 }
