@@ -9,10 +9,11 @@
 //	testdata/e2e/setup.sh            # once: Chromium and the npm packages
 //	go test -tags e2e -race ./e2e/
 //
-// TestMain builds cmd/caddy, starts two providers (RS256 and ES256) on
-// 127.0.0.1, an upstream app that shows the identity it receives, and Caddy
-// with HTTPS sites (tls internal) in front of it, then runs each scenario in
-// a fresh browser context. Screenshots of the provider's login page and of
-// the protected page go to the test's artifact directory
-// (go test -artifacts -outputdir DIR keeps them).
+// TestMain builds cmd/caddy, starts the providers (RS256, ES256, one with
+// short-lived tokens, and "partners", the second provider of the site with
+// two provider blocks) on 127.0.0.1, an upstream app that shows the
+// identity it receives, and Caddy with HTTPS sites (tls internal) in front
+// of it, then runs each scenario in a fresh browser context. Screenshots of
+// the provider's login page and of the protected page go to the test's
+// artifact directory (go test -artifacts -outputdir DIR keeps them).
 package e2e

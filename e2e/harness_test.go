@@ -52,11 +52,14 @@ type environment struct {
 	opURL             string   // http://localhost:port
 	opESURL           string
 	opShortURL        string
+	opPartners        *process // oidc-provider: ES256, users' e-mails at partners.example (appMulti's second provider)
+	opPartnersURL     string
 	caddy             *process
 	app               string // https://127.0.0.1:port, gatehouse + login (RS256 provider); /admin/* for admins only
 	appES             string // https://127.0.0.1:port, gatehouse + login (ES256 provider, client_secret_post)
 	appShort          string // https://127.0.0.1:port, gatehouse with refresh tokens (30-second access tokens, refresh_before left at its 1m default)
 	appPK             string // https://127.0.0.1:port, appShort's provider, client_auth private_key_jwt
+	appMulti          string // https://127.0.0.1:port, gatehouse with two provider blocks: staff (op) and partners (opPartners)
 	api               string // https://127.0.0.1:port, gatehouse bearer only (JWTs, opaque tokens by introspection, DPoP optional)
 	upstream          *recorder
 	upstreamAddr      string // host:port of the upstream recorder
@@ -114,7 +117,7 @@ func setUp() error {
 		return fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
 	}
 
-	ports, err := harness.FreePorts(13)
+	ports, err := harness.FreePorts(15)
 	if err != nil {
 		return err
 	}
@@ -126,6 +129,8 @@ func setUp() error {
 	env.appES = fmt.Sprintf("https://127.0.0.1:%d", port(4))
 	env.appShort = fmt.Sprintf("https://127.0.0.1:%d", port(5))
 	env.appPK = fmt.Sprintf("https://127.0.0.1:%d", port(12))
+	env.opPartnersURL = fmt.Sprintf("http://localhost:%d", port(13))
+	env.appMulti = fmt.Sprintf("https://127.0.0.1:%d", port(14))
 	env.api = fmt.Sprintf("https://127.0.0.1:%d", port(6))
 	httpPort := port(7)
 	env.front = fmt.Sprintf("https://127.0.0.1:%d", port(8))
@@ -142,21 +147,29 @@ func setUp() error {
 	if err != nil {
 		return err
 	}
+	// A provider's apps are sites with one provider (callback
+	// /oauth2/callback); its named apps are appMulti's provider blocks,
+	// each with a callback of its own (/oauth2/callback/NAME).
 	for _, op := range []struct {
 		proc      **process
 		url, alg  string
 		apps      []string
+		named     map[string]string // site → provider name
 		port      int
 		accessTTL string
 		extraEnv  []string
 	}{
-		{&env.op, env.opURL, "RS256", []string{env.app}, port(0), "3600", nil},
-		{&env.opES, env.opESURL, "ES256", []string{env.appES}, port(1), "3600", nil},
-		{&env.opShort, env.opShortURL, "RS256", []string{env.appShort, env.appPK}, port(2), "30", []string{"E2E_PKJWT_JWK=" + clientJWK}},
+		{&env.op, env.opURL, "RS256", []string{env.app}, map[string]string{env.appMulti: "staff"}, port(0), "3600", nil},
+		{&env.opES, env.opESURL, "ES256", []string{env.appES}, nil, port(1), "3600", nil},
+		{&env.opShort, env.opShortURL, "RS256", []string{env.appShort, env.appPK}, nil, port(2), "30", []string{"E2E_PKJWT_JWK=" + clientJWK}},
+		{&env.opPartners, env.opPartnersURL, "ES256", nil, map[string]string{env.appMulti: "partners"}, port(13), "3600", []string{"E2E_EMAIL_DOMAIN=partners.example"}},
 	} {
 		var callbacks, landings []string
 		for _, app := range op.apps {
 			callbacks, landings = append(callbacks, app+"/oauth2/callback"), append(landings, app+"/")
+		}
+		for app, name := range op.named {
+			callbacks, landings = append(callbacks, app+"/oauth2/callback/"+name), append(landings, app+"/")
 		}
 		if *op.proc, err = startProvider(root, tmp, op.port, op.url, op.alg, strings.Join(callbacks, " "), strings.Join(landings, " "), op.accessTTL, op.extraEnv...); err != nil {
 			return err
@@ -279,6 +292,38 @@ func setUp() error {
 	reverse_proxy %[7]s
 }
 
+# Two providers in one block: a sign-in page to choose one, a callback
+# per provider, allow rules per provider and for the block (both apply).
+# The upstream is told the provider and the original request URI.
+%[17]s {
+	bind 127.0.0.1
+	tls internal
+	gatehouse {
+		provider staff {
+			issuer %[4]s
+			client_id gatehouse-basic
+			client_secret %[5]s
+			scopes openid email profile groups
+			display_name "Staff <b>sign-in</b> & co"
+			allow_groups admins
+		}
+		provider partners {
+			issuer %[18]s
+			client_id gatehouse-post
+			client_secret %[5]s
+			client_auth post
+			scopes openid email profile groups
+			allow_claim preferred_username carol dave
+		}
+		cookie_secret %[6]s
+		allow_emails alice@example.com carol@example.com alice@partners.example carol@partners.example
+	}
+	reverse_proxy %[7]s {
+		header_up X-Provider {http.auth.user.provider}
+		header_up X-Original-Uri {uri}
+	}
+}
+
 # The scale-out front: round-robin over three gatehouse instances (separate
 # Caddy processes), passing the Host header through unchanged.
 %[13]s {
@@ -296,7 +341,8 @@ func setUp() error {
 }
 `, httpPort, filepath.Join(tmp, "caddy-data"), env.app, env.opURL, clientSecret, hex.EncodeToString(cookieSecret),
 		env.upstreamAddr, env.appES, env.opESURL, env.api, env.appShort, env.opShortURL,
-		env.front, strings.Join(env.scaleInstances[:], " "), env.appPK, clientKeyFile)
+		env.front, strings.Join(env.scaleInstances[:], " "), env.appPK, clientKeyFile,
+		env.appMulti, env.opPartnersURL)
 	cfPath := filepath.Join(tmp, "Caddyfile")
 	if err := os.WriteFile(cfPath, []byte(caddyfile), 0o600); err != nil {
 		return err
@@ -305,7 +351,7 @@ func setUp() error {
 	if err != nil {
 		return err
 	}
-	for _, site := range []string{env.app, env.appES, env.appShort, env.appPK, env.api, env.front} {
+	for _, site := range []string{env.app, env.appES, env.appShort, env.appPK, env.appMulti, env.api, env.front} {
 		if err := waitHTTPS(site, 30*time.Second); err != nil {
 			return fmt.Errorf("caddy did not serve %s: %v\n%s", site, err, env.caddy.tail())
 		}
@@ -338,7 +384,7 @@ func (e *environment) tearDown(failed bool) {
 		_ = chromedp.Cancel(e.browser)
 	}
 	e.scale.stop(failed)
-	for _, p := range []*process{e.caddy, e.op, e.opES, e.opShort} {
+	for _, p := range []*process{e.caddy, e.op, e.opES, e.opShort, e.opPartners} {
 		if p == nil {
 			continue
 		}

@@ -14,9 +14,13 @@
 //                       Back-Channel Logout 1.0, with sid); none when empty
 //   E2E_PKJWT_JWK       a public JWK: adds client gatehouse-pkjwt, which
 //                       authenticates with private_key_jwt (ES256) by it
+//   E2E_EMAIL_DOMAIN    the domain of the users' e-mails (default
+//                       example.com), to tell one provider's users from
+//                       another's
 //
-// Users: any login name works at the development login page; alice is in
-// groups admins and staff, everyone else in staff. The provider logs lines
+// Users: any login name works at the development login page; a user's
+// e-mail is <login>@<E2E_EMAIL_DOMAIN>; alice is in groups admins and
+// staff, everyone else in staff. The provider logs lines
 // to stdout that the suite counts:
 //
 //   grant <type>                        a token-endpoint grant succeeded
@@ -50,6 +54,7 @@ const accessTTL = Number(env('E2E_AT_TTL', '3600'));
 const apiAudience = env('E2E_API_AUDIENCE', 'api://e2e');
 const backchannelURI = env('E2E_BACKCHANNEL_URI', '');
 const pkjwtJWK = env('E2E_PKJWT_JWK', '');
+const emailDomain = env('E2E_EMAIL_DOMAIN', 'example.com');
 
 if (backchannelURI) {
   // Test only: the back-channel logout goes to gatehouse over https, and
@@ -109,7 +114,7 @@ const configuration = {
       async claims() {
         return {
           sub: id,
-          email: `${id}@example.com`,
+          email: `${id}@${emailDomain}`,
           email_verified: true,
           name: id.charAt(0).toUpperCase() + id.slice(1),
           preferred_username: id,
