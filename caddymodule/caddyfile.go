@@ -20,9 +20,15 @@ func init() {
 //	gatehouse [<matcher>] {
 //		provider <name> {          # repeatable; instead of the flat provider directives
 //			display_name <label>
-//			<any provider directive: issuer … assume_email_verified>
+//			<any provider directive: kind … assume_email_verified>
 //			<allow_emails|allow_domains|allow_groups|allow_claim …>
 //		}
+//		kind                   oidc|github|gitlab|oauth2
+//		base_url               <url>            # github, gitlab
+//		allow_orgs             <org...>         # github
+//		allow_teams            <org/team...>    # github
+//		allow_gitlab_groups    <group...>       # gitlab
+//		subject_path           <path>           # oauth2; also email_verified_path, username_path, name_path
 //		issuer                 <url>
 //		authorization_endpoint <url>
 //		token_endpoint         <url>
@@ -194,6 +200,12 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // client, scopes, claim names …): ok says whether it was one.
 func (pc *ProviderConfig) unmarshalDirective(d *caddyfile.Dispenser, sub string) (ok bool, err error) {
 	single := map[string]*string{
+		"kind":                      &pc.Kind,
+		"base_url":                  &pc.BaseURL,
+		"subject_path":              &pc.SubjectPath,
+		"email_verified_path":       &pc.EmailVerifiedPath,
+		"username_path":             &pc.UsernamePath,
+		"name_path":                 &pc.NamePath,
 		"issuer":                    &pc.Issuer,
 		"authorization_endpoint":    &pc.AuthorizationEndpoint,
 		"token_endpoint":            &pc.TokenEndpoint,
@@ -211,7 +223,10 @@ func (pc *ProviderConfig) unmarshalDirective(d *caddyfile.Dispenser, sub string)
 		"email_claim":               &pc.EmailClaim,
 		"groups_claim":              &pc.GroupsClaim,
 	}
-	lists := map[string]*[]string{"scopes": &pc.Scopes, "prompt": &pc.Prompt, "trusted_audiences": &pc.TrustedAudiences}
+	lists := map[string]*[]string{
+		"scopes": &pc.Scopes, "prompt": &pc.Prompt, "trusted_audiences": &pc.TrustedAudiences,
+		"allow_orgs": &pc.AllowOrgs, "allow_teams": &pc.AllowTeams, "allow_gitlab_groups": &pc.AllowGitLabGroups,
+	}
 	if dst, ok := single[sub]; ok {
 		return true, oneArg(d, dst)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse-auth/gatehouse/flow"
 	"github.com/gatehouse-auth/gatehouse/identity"
 	"github.com/gatehouse-auth/gatehouse/session"
+	"github.com/gatehouse-auth/gatehouse/userapi"
 )
 
 // startLogin signs the browser in, returning to the URL the request
@@ -117,6 +118,9 @@ func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, prov *pr
 	var pe *flow.ProviderError
 	var ee *flow.ExchangeError
 	switch {
+	case errors.Is(err, userapi.ErrNotMember):
+		p.status, p.code, p.title = http.StatusForbidden, "access_denied", "Access denied"
+		p.message = "Your account is not a member of an organization, team or group allowed here."
 	case errors.As(err, &pe):
 		switch {
 		case pe.Code == "access_denied":
@@ -135,14 +139,15 @@ func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, prov *pr
 		p.status, p.code, p.title = http.StatusBadGateway, "provider_unavailable", "Sign-in is unavailable"
 		p.message = "The identity provider cannot be reached right now. Please try again in a moment."
 	case errors.Is(err, flow.ErrIDToken), errors.Is(err, flow.ErrUserinfo), errors.Is(err, flow.ErrTokenResponse),
-		errors.Is(err, identity.ErrIncomplete), errors.Is(err, identity.ErrUnverifiedEmail), errors.Is(err, session.ErrTooLarge):
+		errors.Is(err, identity.ErrIncomplete), errors.Is(err, identity.ErrUnverifiedEmail), errors.Is(err, session.ErrTooLarge),
+		errors.Is(err, flow.ErrUserAPI):
 		p.status, p.code = http.StatusBadGateway, "provider_response_rejected"
 		p.message = "The identity provider's answer could not be accepted. Please contact the site's administrator."
 	}
 	// Anyone can send a callback with a junk code for a login they started
 	// (review SA2-16): the provider's refusal is logged at debug, not warn.
 	level := zapcore.WarnLevel
-	if errors.As(err, &ee) || errors.Is(err, flow.ErrStateMismatch) || errors.Is(err, flow.ErrMissingCode) {
+	if errors.As(err, &ee) || errors.Is(err, flow.ErrStateMismatch) || errors.Is(err, flow.ErrMissingCode) || errors.Is(err, errWrongProvider) {
 		level = zapcore.DebugLevel
 	}
 	g.audit(r, prov, level, eventLoginFailed, "login failed",

@@ -292,7 +292,7 @@ func loginFailureOf(err error) loginFailure {
 	switch {
 	case errors.Is(err, flow.ErrStateMismatch):
 		return failStateMismatch
-	case errors.Is(err, flow.ErrIssuerMismatch), errors.Is(err, flow.ErrMissingCode):
+	case errors.Is(err, flow.ErrIssuerMismatch), errors.Is(err, flow.ErrMissingCode), errors.Is(err, errWrongProvider):
 		return failInvalidCallback
 	case errors.As(err, &pe):
 		if pe.Code == "access_denied" {
@@ -305,7 +305,7 @@ func loginFailureOf(err error) loginFailure {
 		return failProviderUnavailable
 	case errors.Is(err, flow.ErrTokenResponse), errors.Is(err, flow.ErrIDToken), errors.Is(err, flow.ErrUserinfo):
 		return failInvalidResponse
-	case errors.Is(err, identity.ErrIncomplete), errors.Is(err, identity.ErrUnverifiedEmail):
+	case errors.Is(err, identity.ErrIncomplete), errors.Is(err, identity.ErrUnverifiedEmail), errors.Is(err, flow.ErrUserAPI):
 		return failIdentityRejected
 	case errors.Is(err, session.ErrTooLarge), errors.Is(err, session.ErrUnavailable):
 		return failSessionNotSaved

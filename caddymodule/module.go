@@ -348,6 +348,7 @@ func (g *Gatehouse) provisionOne(ctx caddy.Context, reg *prometheus.Registry, np
 		return p, errProvider(err)
 	}
 	if g.mode == modeLogin {
+		p.readGroups = len(g.AllowGroups) > 0 || len(np.AllowGroups) > 0
 		if err := pc.provisionClient(p, g.group, m, time.Duration(g.RefreshBefore), g.now); err != nil {
 			return p, errProvider(err)
 		}

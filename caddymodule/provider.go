@@ -21,15 +21,44 @@ import (
 // it. Its fields are written flat in the gatehouse block (issuer,
 // client_id, …), which is how a single provider is configured.
 type ProviderConfig struct {
+	// Kind of provider: "oidc" (OpenID Connect), or a plain OAuth 2.0
+	// provider whose user API says who signed in: "github" (github.com or
+	// GitHub Enterprise Server), "gitlab" (gitlab.com or self-managed),
+	// "oauth2" (any, with explicit endpoints). Default: "oidc".
+	Kind string `json:"kind,omitempty"`
+	// BaseURL of a github or gitlab provider: https://github.com (default)
+	// or the GitHub Enterprise Server; https://gitlab.com (default) or the
+	// self-managed instance. The login and API endpoints derive from it.
+	BaseURL string `json:"base_url,omitempty"`
+	// AllowOrgs (github): the user must be a member of one of these
+	// organizations. Membership that cannot be read refuses the user.
+	AllowOrgs []string `json:"allow_orgs,omitempty"`
+	// AllowTeams (github): the user must be a member of one of these
+	// teams, written "org/team-slug". With AllowOrgs, both must hold.
+	AllowTeams []string `json:"allow_teams,omitempty"`
+	// AllowGitLabGroups (gitlab): the user must be a member (Guest or
+	// above) of one of these groups, by full path ("acme/platform").
+	AllowGitLabGroups []string `json:"allow_gitlab_groups,omitempty"`
+	// SubjectPath, EmailVerifiedPath, UsernamePath and NamePath (oauth2)
+	// say where the user-info answer carries sub, email_verified,
+	// preferred_username and name (dotted paths into nested objects).
+	// Defaults: sub, email_verified, preferred_username, name.
+	SubjectPath       string `json:"subject_path,omitempty"`
+	EmailVerifiedPath string `json:"email_verified_path,omitempty"`
+	UsernamePath      string `json:"username_path,omitempty"`
+	NamePath          string `json:"name_path,omitempty"`
+
 	// Issuer is the OpenID provider's issuer URL, exactly as in its tokens.
 	// Its endpoints come from Issuer/.well-known/openid-configuration.
-	// Required.
+	// Required for kind oidc; for the others it only names the provider
+	// (default: base_url, or the authorization endpoint's origin).
 	Issuer string `json:"issuer,omitempty"`
 	// AuthorizationEndpoint overrides the discovered authorization endpoint.
 	AuthorizationEndpoint string `json:"authorization_endpoint,omitempty"`
 	// TokenEndpoint overrides the discovered token endpoint.
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
-	// UserinfoEndpoint overrides the discovered userinfo endpoint.
+	// UserinfoEndpoint overrides the discovered userinfo endpoint; for
+	// kind oauth2 it is the user API that says who signed in (required).
 	UserinfoEndpoint string `json:"userinfo_endpoint,omitempty"`
 	// JWKSURI overrides the discovered jwks_uri. When the authorization
 	// and token endpoints and the jwks_uri are all given, discovery is skipped.
@@ -139,6 +168,7 @@ type provider struct {
 
 	meta       *flow.Provider
 	mapper     *identity.Mapper
+	readGroups bool // a plain OAuth 2.0 provider reads memberships into groups (an allow_groups rule needs them)
 	login      authorizer
 	refresh    refresher
 	revoke     revoker
@@ -153,6 +183,7 @@ type provider struct {
 func (pc *ProviderConfig) provision(ctx context.Context, logger *slog.Logger, client *http.Client, keySet func(string) (verify.KeySet, error), keep *identity.ClaimSet, now func() time.Time) (*provider, error) {
 	meta, err := flow.NewProvider(ctx, flow.ProviderOptions{
 		Issuer: pc.Issuer,
+		Plain:  pc.plain(),
 		Endpoints: flow.Endpoints{
 			Authorization: pc.AuthorizationEndpoint,
 			Token:         pc.TokenEndpoint,
@@ -180,7 +211,16 @@ func (pc *ProviderConfig) provision(ctx context.Context, logger *slog.Logger, cl
 // provisionClient adds the login client and what it brings (refresh,
 // revocation, end-session) to p; m counts its refreshes.
 func (pc *ProviderConfig) provisionClient(p *provider, group *sessionGroup, m *metrics, refreshBefore time.Duration, now func() time.Time) error {
-	client, err := flow.NewClient(pc.clientOptions(p, now))
+	opts := pc.clientOptions(p, now)
+	if pc.plain() {
+		fetcher, err := pc.userAPI(p, m.client)
+		if err != nil {
+			return err
+		}
+		opts.UserAPI = userAPIAdapter{fetcher}
+		opts.Scopes = union(opts.Scopes, fetcher.Scopes())
+	}
+	client, err := flow.NewClient(opts)
 	if err != nil {
 		return err
 	}
@@ -190,6 +230,9 @@ func (pc *ProviderConfig) provisionClient(p *provider, group *sessionGroup, m *m
 		return err
 	}
 	p.login, p.refresh, p.revoke, p.endSession, p.logout = client, refresh, client, client, client
+	if pc.plain() {
+		p.logout = nil // no ID tokens, no back-channel logout
+	}
 	return nil
 }
 
@@ -220,11 +263,13 @@ var clientAuths = map[string]flow.ClientAuth{
 
 // applyDefaults fills the documented defaults.
 func (pc *ProviderConfig) applyDefaults() {
+	setDefault(&pc.Kind, "oidc")
+	pc.applyKindDefaults()
 	setDefault(&pc.ClientAuth, "basic")
 	setDefault(&pc.UserClaim, identity.DefaultUserClaim)
 	setDefault(&pc.EmailClaim, identity.DefaultEmailClaim)
 	setDefault(&pc.GroupsClaim, identity.DefaultGroupsClaim)
-	if len(pc.Scopes) == 0 {
+	if len(pc.Scopes) == 0 && !pc.plain() {
 		pc.Scopes = slices.Clone(flow.DefaultScopes)
 	}
 }
@@ -253,6 +298,9 @@ func (pc *ProviderConfig) resolve(r *placeholder.Resolver) { pc.resolveAs(r, "")
 // resolveAs is resolve naming the fields with prefix ("provider NAME ").
 func (pc *ProviderConfig) resolveAs(r *placeholder.Resolver, prefix string) {
 	for _, f := range append(pc.urls(),
+		stringField{"kind", &pc.Kind}, stringField{"base_url", &pc.BaseURL},
+		stringField{"subject_path", &pc.SubjectPath}, stringField{"email_verified_path", &pc.EmailVerifiedPath},
+		stringField{"username_path", &pc.UsernamePath}, stringField{"name_path", &pc.NamePath},
 		stringField{"client_id", &pc.ClientID}, stringField{"client_auth", &pc.ClientAuth},
 		stringField{"user_claim", &pc.UserClaim}, stringField{"email_claim", &pc.EmailClaim},
 		stringField{"groups_claim", &pc.GroupsClaim}, stringField{"client_key_id", &pc.ClientKeyID},
@@ -265,12 +313,16 @@ func (pc *ProviderConfig) resolveAs(r *placeholder.Resolver, prefix string) {
 	r.Many(prefix+"scopes", pc.Scopes)
 	r.Many(prefix+"prompt", pc.Prompt)
 	r.Many(prefix+"trusted_audiences", pc.TrustedAudiences)
+	r.Many(prefix+"allow_orgs", pc.AllowOrgs)
+	r.Many(prefix+"allow_teams", pc.AllowTeams)
+	r.Many(prefix+"allow_gitlab_groups", pc.AllowGitLabGroups)
 }
 
 // validate checks the provider's values; withClient is false in
 // bearer { only } mode, where no client is needed.
 func (pc *ProviderConfig) validate(bad badFunc, withClient bool) {
-	if pc.Issuer == "" {
+	pc.validateKind(bad, withClient)
+	if pc.Issuer == "" && !pc.plain() {
 		bad("issuer", "is required (the provider's issuer URL)")
 	}
 	for _, f := range pc.urls() {
@@ -297,7 +349,7 @@ func (pc *ProviderConfig) validate(bad badFunc, withClient bool) {
 	if slices.Contains(pc.TrustedAudiences, "") {
 		bad("trusted_audiences", "must not hold an empty audience")
 	}
-	if len(pc.Scopes) > 0 && !slices.Contains(pc.Scopes, "openid") {
+	if len(pc.Scopes) > 0 && !slices.Contains(pc.Scopes, "openid") && !pc.plain() {
 		bad("scopes", `must include "openid"`)
 	}
 	var optErr *flow.OptionError

@@ -33,7 +33,11 @@ func (g *Gatehouse) Validate() error {
 	validateRules(bad, g.AllowEmails, g.AllowDomains, g.AllowClaims)
 	g.validateHeaders(bad)
 	if g.Bearer != nil {
-		g.Bearer.validate(bad, g.providerConfigs()[0].Issuer)
+		first := &g.providerConfigs()[0].ProviderConfig
+		if first.plain() && g.Bearer.Issuer == "" {
+			bad("bearer issuer", "is required: the first provider (kind %s) issues no JWT access tokens", first.Kind)
+		}
+		g.Bearer.validate(bad, first.Issuer)
 		g.validateAPITokens(bad)
 	}
 	if g.Assertion != nil {

@@ -102,6 +102,11 @@ type ClientOptions struct {
 	// Mapper turns the ID token's and userinfo's claims into the
 	// Identity of a login or refresh. Default: the default claim names.
 	Mapper *identity.Mapper
+	// UserAPI, for a plain OAuth 2.0 provider (ProviderOptions.Plain),
+	// says who the user is from the access token (package userapi): no
+	// ID token is asked for or expected, no nonce sent, and Scopes need
+	// not include "openid" (default: none). Default: nil, OpenID Connect.
+	UserAPI UserAPI
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -137,10 +142,10 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(opts.Scopes) == 0 {
+	if len(opts.Scopes) == 0 && opts.UserAPI == nil {
 		opts.Scopes = DefaultScopes
 	}
-	if !slices.Contains(opts.Scopes, "openid") {
+	if !slices.Contains(opts.Scopes, "openid") && opts.UserAPI == nil {
 		return nil, errors.New(`flow: scopes must include "openid"`)
 	}
 	if err := checkAlgorithms(opts.IDTokenAlgorithms); err != nil {
@@ -161,8 +166,10 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	fixed := url.Values{
 		"response_type":         {"code"},
 		"client_id":             {opts.ClientID},
-		"scope":                 {strings.Join(opts.Scopes, " ")},
 		"code_challenge_method": {"S256"},
+	}
+	if len(opts.Scopes) > 0 {
+		fixed.Set("scope", strings.Join(opts.Scopes, " "))
 	}
 	if opts.Prompt != "" {
 		fixed.Set("prompt", opts.Prompt)
@@ -205,8 +212,8 @@ func CheckPrompt(prompt string) error {
 // logins and refreshes need before anything else.
 func (c *Client) ready(ctx context.Context) (*Metadata, *verify.Verifier, error) {
 	meta, err := c.p.Metadata(ctx)
-	if err != nil {
-		return nil, nil, err
+	if err != nil || c.opts.UserAPI != nil { // a plain OAuth 2.0 provider has no ID tokens
+		return meta, nil, err
 	}
 	v, err := c.idTokenVerifier(meta)
 	if err != nil {
@@ -315,8 +322,10 @@ func (c *Client) authURL(endpoint, redirectURL string, login *session.Login) str
 	// State and nonce are rand.Text: base32 letters and digits, nothing to escape.
 	b.WriteString("&state=")
 	b.WriteString(login.State)
-	b.WriteString("&nonce=")
-	b.WriteString(login.Nonce)
+	if c.opts.UserAPI == nil {
+		b.WriteString("&nonce=")
+		b.WriteString(login.Nonce)
+	}
 	b.WriteString("&code_challenge=")
 	b.Write(challenge[:])
 	return b.String()
@@ -340,9 +349,13 @@ type Result struct {
 	// the ID token lacks; empty after a refresh that brought no verified
 	// ID token.
 	Claims map[string]any
-	// Identity is Claims mapped by the client's Mapper; nil when Claims
-	// is empty (a refresh keeps the identity the session has).
+	// Identity is Claims mapped by the client's Mapper (or, with a
+	// UserAPI, what it says); nil when Claims is empty (a refresh keeps
+	// the identity the session has).
 	Identity *identity.Identity
+	// Plain is true for a plain OAuth 2.0 login (ClientOptions.UserAPI):
+	// there is no ID token.
+	Plain bool
 }
 
 // Query is the part of an authorization response FinishLogin reads (an
@@ -416,6 +429,9 @@ func (c *Client) result(ctx context.Context, meta *Metadata, v *verify.Verifier,
 	// missing, which RFC 6749 §5.1 requires (review SA2-22).
 	if !strings.EqualFold(tok.TokenType, "Bearer") {
 		return nil, fmt.Errorf("%w: token_type %q is not Bearer", ErrTokenResponse, tok.TokenType)
+	}
+	if c.opts.UserAPI != nil {
+		return c.userAPIResult(ctx, tok, check)
 	}
 	rawID, idc, err := c.idTokenOf(ctx, v, tok, check)
 	unchecked := errors.Is(err, errIDTokenUnchecked)

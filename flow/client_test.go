@@ -669,7 +669,7 @@ func TestDiscoveryRejects(t *testing.T) {
 			}
 		})
 	}
-	if err := checkEndpoints("https://idp.example", Endpoints{Authorization: "https://idp.example/a", Token: "http://idp.example/t", JWKS: "https://idp.example/j"}); err == nil {
+	if err := checkEndpoints("https://idp.example", Endpoints{Authorization: "https://idp.example/a", Token: "http://idp.example/t", JWKS: "https://idp.example/j"}, true); err == nil {
 		t.Fatal("plain-HTTP token endpoint accepted under an https issuer")
 	}
 }

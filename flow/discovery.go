@@ -124,7 +124,7 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*Metadat
 // checkEndpoints requires the endpoints gatehouse needs, as absolute URLs;
 // with an https issuer every endpoint must be https too, so a document
 // cannot downgrade the token endpoint (and the client secret) to plain HTTP.
-func checkEndpoints(issuer string, e Endpoints) error {
+func checkEndpoints(issuer string, e Endpoints, withKeys bool) error {
 	secure := strings.HasPrefix(issuer, "https://")
 	for _, ep := range []struct {
 		name, url string
@@ -132,7 +132,7 @@ func checkEndpoints(issuer string, e Endpoints) error {
 	}{
 		{"authorization_endpoint", e.Authorization, true},
 		{"token_endpoint", e.Token, true},
-		{"jwks_uri", e.JWKS, true},
+		{"jwks_uri", e.JWKS, withKeys},
 		{"userinfo_endpoint", e.Userinfo, false},
 		{"end_session_endpoint", e.EndSession, false},
 		{"revocation_endpoint", e.Revocation, false},

@@ -22,6 +22,9 @@ type keySetHealth interface {
 // most once per refetch interval) and answers ErrProviderUnavailable until
 // a probe succeeds. A healthy provider costs no network call.
 func (p *Provider) Available(ctx context.Context, meta *Metadata) error {
+	if p.opts.Plain {
+		return nil // no keys to probe; the token endpoint tells at the callback
+	}
 	ks, err := p.KeySet(meta.Endpoints.JWKS)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrProviderUnavailable, err)

@@ -25,6 +25,11 @@ type ProviderOptions struct {
 	// Endpoints override discovery field by field. When Authorization,
 	// Token and JWKS are all set, discovery is skipped.
 	Endpoints Endpoints
+	// Plain marks a plain OAuth 2.0 provider (GitHub, GitLab's OAuth
+	// API): no discovery, no keys, no ID tokens. Endpoints.Authorization
+	// and Token are required; Issuer only names it (and is what an RFC
+	// 9207 `iss` parameter must say, if it sends one).
+	Plain bool
 	// HTTPClient talks to the provider. Default: 10s timeout, 1 MiB cap.
 	HTTPClient *http.Client
 	// KeySet returns the key set for a jwks_uri; use it to share key
@@ -113,7 +118,7 @@ func (p *Provider) Stats() ProviderStats {
 // countDiscovery counts a discovery that fetched the document.
 func (p *Provider) countDiscovery(err error) {
 	switch {
-	case p.opts.Endpoints.complete():
+	case p.opts.Plain || p.opts.Endpoints.complete():
 	case err == nil:
 		p.discoveries.Add(1)
 	default:
@@ -172,6 +177,12 @@ func (p *Provider) discover() time.Duration {
 
 func (p *Provider) fetchMetadata() (*Metadata, error) {
 	meta := &Metadata{Issuer: p.opts.Issuer, Endpoints: p.opts.Endpoints}
+	if p.opts.Plain {
+		if err := checkEndpoints(meta.Issuer, meta.Endpoints, false); err != nil {
+			return nil, err
+		}
+		return meta, nil
+	}
 	if !p.opts.Endpoints.complete() {
 		// Not cancelled by Close: requests still in flight on a config
 		// that is being replaced need the metadata too (a reload cleans
@@ -185,7 +196,7 @@ func (p *Provider) fetchMetadata() (*Metadata, error) {
 		found.Endpoints = found.Endpoints.overlay(p.opts.Endpoints)
 		meta = found
 	}
-	if err := checkEndpoints(meta.Issuer, meta.Endpoints); err != nil {
+	if err := checkEndpoints(meta.Issuer, meta.Endpoints, true); err != nil {
 		return nil, err
 	}
 	return meta, nil

@@ -11,11 +11,13 @@ import (
 // (a new login never continues an old session: no fixation), the
 // identity, the provider's session ID and the tokens.
 func NewSession(res *Result, now time.Time) (*session.Session, error) {
-	if res.Identity == nil || res.IDToken == nil {
+	if res.Identity == nil || res.IDToken == nil && !res.Plain {
 		return nil, identity.ErrIncomplete
 	}
 	s := &session.Session{ID: session.NewID(), Created: now.Unix(), Identity: *res.Identity}
-	s.SID = res.IDToken.SessionID
+	if res.IDToken != nil {
+		s.SID = res.IDToken.SessionID
+	}
 	setTokens(s, res, now)
 	return s, nil
 }
