@@ -44,6 +44,9 @@ func init() {
 //		client_assertion_audience issuer|token_endpoint|<url>
 //		scopes                 <scope...>
 //		prompt                 <value...>
+//		auth_param             <name> <value>   # repeatable
+//		acr_values             <acr...>
+//		max_age                <duration>
 //		path_prefix            <path>
 //		cookie_secret          <secret...>
 //		cookie_name            <name>
@@ -79,6 +82,7 @@ func init() {
 //		allow_domains          <domain...>
 //		allow_groups           <group...>
 //		allow_claim            <claim> <value...>
+//		require_acr            <acr...>
 //		header                 <name> <claim>
 //		pass_access_token
 //		pass_authorization
@@ -116,7 +120,7 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	repeatable := map[string]bool{"allow_claim": true, "header": true, "provider": true}
+	repeatable := map[string]bool{"allow_claim": true, "header": true, "provider": true, "auth_param": true}
 	return subdirectives(d, "", repeatable, func(sub string) (readBlock bool, err error) {
 		if ok, err := g.ProviderConfig.unmarshalDirective(d, sub); ok {
 			return false, err
@@ -161,6 +165,8 @@ func (g *Gatehouse) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if name, claim, err = keyedArgs(d, g.Headers, "a header name and a claim name", true); err == nil {
 				g.Headers = setKey(g.Headers, name, claim[0])
 			}
+		case "require_acr":
+			err = someArgs(d, &g.RequireACR)
 		case "pass_access_token":
 			err = flagArg(d, &g.PassAccessToken)
 		case "pass_authorization":
@@ -226,6 +232,7 @@ func (pc *ProviderConfig) unmarshalDirective(d *caddyfile.Dispenser, sub string)
 	lists := map[string]*[]string{
 		"scopes": &pc.Scopes, "prompt": &pc.Prompt, "trusted_audiences": &pc.TrustedAudiences,
 		"allow_orgs": &pc.AllowOrgs, "allow_teams": &pc.AllowTeams, "allow_gitlab_groups": &pc.AllowGitLabGroups,
+		"acr_values": &pc.ACRValues,
 	}
 	if dst, ok := single[sub]; ok {
 		return true, oneArg(d, dst)
@@ -233,8 +240,17 @@ func (pc *ProviderConfig) unmarshalDirective(d *caddyfile.Dispenser, sub string)
 	if dst, ok := lists[sub]; ok {
 		return true, someArgs(d, dst)
 	}
-	if sub == "assume_email_verified" {
+	switch sub {
+	case "assume_email_verified":
 		return true, flagArg(d, &pc.AssumeEmailVerified)
+	case "max_age":
+		return true, durationArg(d, "", &pc.MaxAge)
+	case "auth_param":
+		name, value, err := keyedArgs(d, pc.AuthParams, "a parameter name and a value", true)
+		if err == nil {
+			pc.AuthParams = setKey(pc.AuthParams, name, value[0])
+		}
+		return true, err
 	}
 	return false, nil
 }
@@ -270,7 +286,7 @@ func (g *Gatehouse) unmarshalProvider(d *caddyfile.Dispenser) error {
 		return d.Errf("gatehouse: provider %s: takes a name and a block", p.Name)
 	}
 	prefix := "provider " + p.Name + ": "
-	err := subdirectives(d, prefix, map[string]bool{"allow_claim": true}, func(sub string) (bool, error) {
+	err := subdirectives(d, prefix, map[string]bool{"allow_claim": true, "auth_param": true}, func(sub string) (bool, error) {
 		if ok, err := p.ProviderConfig.unmarshalDirective(d, sub); ok {
 			return false, err
 		}

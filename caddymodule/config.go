@@ -66,6 +66,7 @@ func (g *Gatehouse) resolvePlaceholders() error {
 	r.One("unauthenticated", &g.Unauthenticated)
 	r.One("post_logout_redirect", &g.PostLogoutRedirect)
 	g.AllowRules.resolve(r, "")
+	r.Many("require_acr", g.RequireACR)
 	for name, claim := range g.Headers {
 		r.One("header", &claim)
 		g.Headers[name] = claim
@@ -164,6 +165,9 @@ func (g *Gatehouse) parse() {
 		g.claimsNeeded = append(g.claimsNeeded, m.claim)
 	}
 	g.claimsNeeded = append(g.claimsNeeded, g.AllowRules.claimNames()...)
+	if len(g.RequireACR) > 0 {
+		g.claimsNeeded = append(g.claimsNeeded, "acr")
+	}
 	for _, p := range g.providerConfigs() {
 		g.claimsNeeded = append(g.claimsNeeded, p.AllowRules.claimNames()...)
 	}

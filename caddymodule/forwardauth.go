@@ -98,7 +98,7 @@ func (g *Gatehouse) forwardLogin(w http.ResponseWriter, o *http.Request) error {
 // validator accepts it (a path here, or a URL on this host or a
 // trusted_redirect_hosts one), else to "/". With several providers,
 // provider=NAME picks one; without it the sign-in page lets the user
-// choose.
+// choose. login_hint and domain_hint go on to the provider.
 func (g *Gatehouse) serveStart(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
@@ -107,14 +107,14 @@ func (g *Gatehouse) serveStart(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	if len(q["provider"]) == 0 {
-		return g.signIn(w, r, q.Get("rd"))
+		return g.signIn(w, r, q.Get("rd"), q)
 	}
 	p := g.providerNamed(q.Get("provider"))
 	if p == nil || len(q["provider"]) > 1 {
 		return fail(w, r, problem{status: http.StatusBadRequest, code: "unknown_provider", title: "Sign-in failed",
 			message: "This site has no such identity provider."}, errors.New("gatehouse: start: unknown provider"))
 	}
-	return g.startLoginTo(w, r, q.Get("rd"), p)
+	return g.startLoginTo(w, r, q.Get("rd"), p, g.loginParams(q))
 }
 
 // forwardedRequest is the request a forward-auth subrequest r asks about:

@@ -16,16 +16,16 @@ import (
 // startLogin signs the browser in, returning to the URL the request
 // asked for: at the provider, or with several at the sign-in page.
 func (g *Gatehouse) startLogin(w http.ResponseWriter, r *http.Request) error {
-	return g.signIn(w, r, originalRequestURI(r))
+	return g.signIn(w, r, originalRequestURI(r), nil)
 }
 
 // startLoginTo sends the browser to provider p: a fresh login (state,
-// nonce, PKCE verifier, return-to, provider) goes into its own login
-// cookie. It returns to target when the return-to validator accepts it,
-// else to "/".
-func (g *Gatehouse) startLoginTo(w http.ResponseWriter, r *http.Request, target string, p *provider) error {
+// nonce, PKCE verifier, return-to, provider, the acr asked for) goes into
+// its own login cookie. It returns to target when the return-to validator
+// accepts it, else to "/"; params adds hints or a step-up's acr_values.
+func (g *Gatehouse) startLoginTo(w http.ResponseWriter, r *http.Request, target string, p *provider, params flow.LoginParams) error {
 	returnTo := flow.SafeReturnTo(target, r.Host, g.trusted)
-	authURL, login, err := p.login.StartLogin(r.Context(), redirectURL(r, p), returnTo)
+	authURL, login, err := p.login.StartLoginWith(r.Context(), redirectURL(r, p), returnTo, params)
 	if err != nil {
 		g.logger.Warn("cannot start a login: the OpenID provider is unavailable", zap.Error(err))
 		w.Header().Set("Retry-After", "5")
@@ -118,6 +118,9 @@ func (g *Gatehouse) loginFailed(w http.ResponseWriter, r *http.Request, prov *pr
 	var pe *flow.ProviderError
 	var ee *flow.ExchangeError
 	switch {
+	case errors.Is(err, flow.ErrACR):
+		p.status, p.code, p.title = http.StatusForbidden, "insufficient_user_authentication", "Stronger sign-in required"
+		p.message = "The identity provider did not confirm the stronger sign-in this page needs."
 	case errors.Is(err, userapi.ErrNotMember):
 		p.status, p.code, p.title = http.StatusForbidden, "access_denied", "Access denied"
 		p.message = "Your account is not a member of an organization, team or group allowed here."

@@ -305,7 +305,8 @@ func loginFailureOf(err error) loginFailure {
 		return failProviderUnavailable
 	case errors.Is(err, flow.ErrTokenResponse), errors.Is(err, flow.ErrIDToken), errors.Is(err, flow.ErrUserinfo):
 		return failInvalidResponse
-	case errors.Is(err, identity.ErrIncomplete), errors.Is(err, identity.ErrUnverifiedEmail), errors.Is(err, flow.ErrUserAPI):
+	case errors.Is(err, identity.ErrIncomplete), errors.Is(err, identity.ErrUnverifiedEmail), errors.Is(err, flow.ErrUserAPI),
+		errors.Is(err, flow.ErrACR):
 		return failIdentityRejected
 	case errors.Is(err, session.ErrTooLarge), errors.Is(err, session.ErrUnavailable):
 		return failSessionNotSaved

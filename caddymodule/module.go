@@ -109,6 +109,13 @@ type Gatehouse struct {
 	// them in (see rules).
 	AllowRules
 
+	// RequireACR demands that the user authenticated with one of these
+	// acr values (the session's ID token's acr, a bearer token's acr): a
+	// browser with a weaker session is sent back to its provider with
+	// acr_values (step-up); other requests get 401 with
+	// error="insufficient_user_authentication" (RFC 9470). Default: none.
+	RequireACR []string `json:"require_acr,omitempty"`
+
 	// Headers forwards more claims upstream: header name → claim name.
 	// The headers are also deleted from every client request.
 	Headers map[string]string `json:"headers,omitempty"`

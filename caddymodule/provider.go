@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gatehouse-auth/gatehouse/flow"
 	"github.com/gatehouse-auth/gatehouse/identity"
@@ -91,6 +94,17 @@ type ProviderConfig struct {
 	// Scopes requested at login; must include "openid".
 	// Default: openid email profile.
 	Scopes []string `json:"scopes,omitempty"`
+	// AuthParams are further authorization request parameters sent at
+	// every login (Caddyfile `auth_param NAME VALUE`): hd, access_type,
+	// resource … Those gatehouse sets itself are refused. Default: none.
+	AuthParams map[string]string `json:"auth_params,omitempty"`
+	// ACRValues are sent as acr_values at every login; the ID token's acr
+	// must be one of them. Default: none.
+	ACRValues []string `json:"acr_values,omitempty"`
+	// MaxAge is sent as max_age: the provider must have authenticated the
+	// user within it, and the ID token's auth_time must say so. Default:
+	// none.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
 	// Prompt values sent at login (none, login, consent, select_account).
 	// Providers such as oidc-provider and Google issue refresh tokens for
 	// offline_access only with "consent". Default: none sent.
@@ -124,7 +138,7 @@ type ProviderConfig struct {
 type (
 	// authorizer runs logins: the authorization request and the callback.
 	authorizer interface {
-		StartLogin(ctx context.Context, redirectURL, returnTo string) (authURL string, login *session.Login, err error)
+		StartLoginWith(ctx context.Context, redirectURL, returnTo string, params flow.LoginParams) (authURL string, login *session.Login, err error)
 		FinishLogin(ctx context.Context, redirectURL string, q flow.Query, login *session.Login) (*flow.Result, error)
 	}
 	// refresher keeps a session's tokens fresh (*flow.Refresher).
@@ -252,7 +266,18 @@ func (pc *ProviderConfig) clientOptions(p *provider, now func() time.Time) flow.
 
 		TrustedAudiences: pc.TrustedAudiences,
 		Now:              now,
+
+		AuthParams: authParams(pc.AuthParams), ACRValues: pc.ACRValues, MaxAge: time.Duration(pc.MaxAge),
 	}
+}
+
+// authParams are auth_param's values as URL parameters.
+func authParams(m map[string]string) url.Values {
+	v := url.Values{}
+	for k, val := range m {
+		v.Set(k, val)
+	}
+	return v
 }
 
 // clientAuths are the client_auth values.
@@ -313,6 +338,11 @@ func (pc *ProviderConfig) resolveAs(r *placeholder.Resolver, prefix string) {
 	r.Many(prefix+"scopes", pc.Scopes)
 	r.Many(prefix+"prompt", pc.Prompt)
 	r.Many(prefix+"trusted_audiences", pc.TrustedAudiences)
+	r.Many(prefix+"acr_values", pc.ACRValues)
+	for k, v := range pc.AuthParams {
+		r.One(prefix+"auth_param", &v)
+		pc.AuthParams[k] = v
+	}
 	r.Many(prefix+"allow_orgs", pc.AllowOrgs)
 	r.Many(prefix+"allow_teams", pc.AllowTeams)
 	r.Many(prefix+"allow_gitlab_groups", pc.AllowGitLabGroups)
@@ -345,6 +375,17 @@ func (pc *ProviderConfig) validate(bad badFunc, withClient bool) {
 	}
 	if _, ok := clientAuths[pc.ClientAuth]; !ok && pc.ClientAuth != "" {
 		bad("client_auth", "must be basic, post, private_key_jwt or client_secret_jwt, not %q", pc.ClientAuth)
+	}
+	for k := range pc.AuthParams {
+		if flow.ReservedAuthParam(k) || k == "" {
+			bad("auth_param", "%s is set by gatehouse itself (use the sub-directive for it, if there is one)", k)
+		}
+	}
+	if d := time.Duration(pc.MaxAge); d < 0 || d > 0 && d < time.Second {
+		bad("max_age", "must be at least 1s")
+	}
+	if (len(pc.ACRValues) > 0 || pc.MaxAge > 0) && pc.plain() {
+		bad("acr_values", "and max_age need ID tokens: not for kind %s", pc.Kind)
 	}
 	if slices.Contains(pc.TrustedAudiences, "") {
 		bad("trusted_audiences", "must not hold an empty audience")

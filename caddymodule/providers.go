@@ -168,44 +168,65 @@ var errWrongProvider = errors.New("gatehouse: the callback is for another provid
 
 // signIn starts a login to target: at the one provider, or with several
 // by sending the browser to the sign-in page.
-func (g *Gatehouse) signIn(w http.ResponseWriter, r *http.Request, target string) error {
+func (g *Gatehouse) signIn(w http.ResponseWriter, r *http.Request, target string, hints url.Values) error {
 	if len(g.idps) == 1 {
-		return g.startLoginTo(w, r, target, g.idp)
+		return g.startLoginTo(w, r, target, g.idp, g.loginParams(hints))
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	redirect(w, g.signInPath+"?rd="+url.QueryEscape(flow.SafeReturnTo(target, r.Host, g.trusted)))
+	redirect(w, g.signInPath+"?rd="+url.QueryEscape(flow.SafeReturnTo(target, r.Host, g.trusted))+hintQuery(hints))
 	return nil
+}
+
+// loginParams are what a login started here asks for: the login_hint and
+// domain_hint of q (flow leaves out one that is too long or not
+// printable), and this block's require_acr, so that its users need not
+// step up right after signing in.
+func (g *Gatehouse) loginParams(q url.Values) flow.LoginParams {
+	return flow.LoginParams{LoginHint: q.Get("login_hint"), DomainHint: q.Get("domain_hint"), ACRValues: g.RequireACR}
+}
+
+// hintQuery is "&login_hint=…&domain_hint=…" for the hints q has.
+func hintQuery(q url.Values) string {
+	var b strings.Builder
+	for _, name := range []string{"login_hint", "domain_hint"} {
+		if v := q.Get(name); v != "" {
+			b.WriteString("&" + name + "=" + url.QueryEscape(v))
+		}
+	}
+	return b.String()
 }
 
 // serveSignIn answers GET path_prefix/sign_in?rd=URL: with one provider
 // it starts the login; with several it shows a page with a button per
-// provider, each starting that provider's login back to rd.
+// provider, each starting that provider's login back to rd. A login_hint
+// or domain_hint goes on to the provider.
 func (g *Gatehouse) serveSignIn(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		return fail(w, r, problem{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
 			title: "Method not allowed", message: "Open the sign-in page with GET."}, errors.New("gatehouse: sign-in method"))
 	}
-	rd := flow.SafeReturnTo(r.URL.Query().Get("rd"), r.Host, g.trusted)
+	q := r.URL.Query()
+	rd := flow.SafeReturnTo(q.Get("rd"), r.Host, g.trusted)
 	if len(g.idps) == 1 {
-		return g.startLoginTo(w, r, rd, g.idp)
+		return g.startLoginTo(w, r, rd, g.idp, g.loginParams(q))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	htmlHeaders(w.Header(), "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-	_, _ = w.Write([]byte(g.signInPage(rd)))
+	_, _ = w.Write([]byte(g.signInPage(rd, hintQuery(q))))
 	return nil
 }
 
 // signInPage is the provider chooser: a link per provider to its login
 // start, with rd; every value escaped.
-func (g *Gatehouse) signInPage(rd string) string {
+func (g *Gatehouse) signInPage(rd, hints string) string {
 	var b strings.Builder
 	b.WriteString(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">`)
 	b.WriteString(`<title>Sign in</title>`)
 	b.WriteString(`<style>body{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}` +
 		`a.provider{display:block;margin:.6rem 0;padding:.7rem 1rem;border:1px solid #bbb;border-radius:.4rem;text-decoration:none;color:inherit}a.provider:hover{background:#f3f3f3}</style></head><body>`)
 	b.WriteString(`<h1>Sign in</h1><nav>`)
-	q := "&rd=" + url.QueryEscape(rd)
+	q := "&rd=" + url.QueryEscape(rd) + hints
 	for _, p := range g.idps {
 		href := g.startPath + "?provider=" + url.QueryEscape(p.name) + q
 		b.WriteString(`<a class="provider" data-provider="` + html.EscapeString(p.name) + `" href="` + html.EscapeString(href) + `">` +

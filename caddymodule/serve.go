@@ -47,6 +47,9 @@ func (g *Gatehouse) admit(w http.ResponseWriter, r *http.Request, next caddyhttp
 	if !g.rules.allows(p.id) || p.provider != nil && !p.provider.rules.allows(p.id) {
 		return g.forbidden(w, r, next, p)
 	}
+	if len(g.RequireACR) > 0 && !g.acrMet(p.id) {
+		return g.stepUp(w, r, next, p)
+	}
 	return g.pass(w, r, next, &p)
 }
 

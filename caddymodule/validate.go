@@ -31,6 +31,11 @@ func (g *Gatehouse) Validate() error {
 	g.validateCookies(bad, apiOnly)
 	g.validateSessions(bad, apiOnly)
 	validateRules(bad, g.AllowEmails, g.AllowDomains, g.AllowClaims)
+	for _, v := range g.RequireACR {
+		if v == "" || strings.ContainsAny(v, " \t\r\n\"\\") {
+			bad("require_acr", "%q is not an acr value (no spaces, quotes or backslashes)", v)
+		}
+	}
 	g.validateHeaders(bad)
 	if g.Bearer != nil {
 		first := &g.providerConfigs()[0].ProviderConfig

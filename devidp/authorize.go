@@ -11,7 +11,7 @@ import (
 // in the order they are carried as hidden fields on the login page.
 var authzParams = []string{
 	"client_id", "redirect_uri", "response_type", "response_mode", "scope", "state",
-	"nonce", "code_challenge", "code_challenge_method", "login_hint", "prompt",
+	"nonce", "code_challenge", "code_challenge_method", "login_hint", "prompt", "acr_values",
 }
 
 // authzRequest is a validated authorization request.
@@ -24,6 +24,7 @@ type authzRequest struct {
 	challenge   string
 	scope       []string
 	loginHint   string
+	acrValues   []string
 	hidden      []hiddenField
 }
 
@@ -137,6 +138,7 @@ func (p *Provider) parseAuthz(v url.Values) (req *authzRequest, fatal string, ae
 	}
 	req.nonce = get("nonce")
 	req.loginHint = get("login_hint")
+	req.acrValues = strings.Fields(get("acr_values"))
 	return req, "", nil
 }
 
@@ -227,6 +229,7 @@ func (p *Provider) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 			nonce:    req.nonce,
 			sid:      randomToken(16),
 			authTime: now,
+			acr:      user.acrFor(req.acrValues),
 		},
 		redirectURI: req.redirectURI,
 		challenge:   req.challenge,

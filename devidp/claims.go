@@ -85,6 +85,7 @@ type idClaims struct {
 	Expiry          int64  `json:"exp"`
 	IssuedAt        int64  `json:"iat"`
 	AuthTime        int64  `json:"auth_time"`
+	ACR             string `json:"acr,omitempty"`
 	Nonce           string `json:"nonce,omitempty"`
 	SID             string `json:"sid"`
 	AccessTokenHash string `json:"at_hash,omitempty"`
@@ -126,6 +127,7 @@ type grant struct {
 	nonce    string // authorization code grants only
 	sid      string
 	authTime time.Time
+	acr      string // the ID token's acr: how the user authenticated
 }
 
 // randomToken returns n random bytes, base64url-encoded without padding.
@@ -197,6 +199,7 @@ func (p *Provider) mintID(g *grant, nonce, accessToken string, now time.Time) (s
 		Expiry:          now.Add(p.idTTL).Unix(),
 		IssuedAt:        now.Unix(),
 		AuthTime:        g.authTime.Unix(),
+		ACR:             g.acr,
 		Nonce:           nonce,
 		SID:             g.sid,
 		AccessTokenHash: leftHalfHash(accessToken),

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -111,6 +112,20 @@ type User struct {
 	PreferredUsername string
 	// Groups is the `groups` claim.
 	Groups []string
+	// ACRs are the acr values this user can authenticate with (a second
+	// factor, say): asked for one of them (acr_values), the ID token says
+	// the first asked for that the user has; otherwise it says "1".
+	ACRs []string
+}
+
+// acrFor is the acr of a login that asked for requested.
+func (u *User) acrFor(requested []string) string {
+	for _, r := range requested {
+		if slices.Contains(u.ACRs, r) {
+			return r
+		}
+	}
+	return "1"
 }
 
 // Stats counts the requests each endpoint served. Requests rejected with 404

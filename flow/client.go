@@ -15,8 +15,11 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 
@@ -102,6 +105,19 @@ type ClientOptions struct {
 	// Mapper turns the ID token's and userinfo's claims into the
 	// Identity of a login or refresh. Default: the default claim names.
 	Mapper *identity.Mapper
+	// AuthParams are further parameters of every authorization request
+	// (hd, access_type, resource …). The ones the flow sets itself
+	// (response_type, client_id, redirect_uri, scope, state, nonce,
+	// code_challenge*, prompt, acr_values, max_age, login_hint,
+	// domain_hint, request, request_uri) are refused. Default: none.
+	AuthParams url.Values
+	// ACRValues are sent as acr_values; the ID token's acr must then be
+	// one of them. Default: none sent, acr not checked.
+	ACRValues []string
+	// MaxAge is sent as max_age (whole seconds, at least 1): the ID token
+	// must carry auth_time, at most MaxAge (plus ClockSkew) ago (Core
+	// §3.1.3.7 item 13). Default: none.
+	MaxAge time.Duration
 	// UserAPI, for a plain OAuth 2.0 provider (ProviderOptions.Plain),
 	// says who the user is from the access token (package userapi): no
 	// ID token is asked for or expected, no nonce sent, and Scopes need
@@ -174,6 +190,19 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if opts.Prompt != "" {
 		fixed.Set("prompt", opts.Prompt)
 	}
+	for k, vs := range opts.AuthParams {
+		if reservedAuthParams[k] || len(vs) != 1 || k == "" {
+			return nil, &OptionError{"AuthParams", fmt.Sprintf("%q is set by the flow itself, or not given exactly once", k)}
+		}
+		fixed.Set(k, vs[0])
+	}
+	if opts.MaxAge < 0 || opts.MaxAge > 0 && opts.MaxAge < time.Second {
+		return nil, &OptionError{"MaxAge", "must be at least 1s"}
+	}
+	if opts.MaxAge > 0 {
+		fixed.Set("max_age", strconv.FormatInt(int64(opts.MaxAge/time.Second), 10))
+	}
+	opts.ACRValues = slices.Clone(opts.ACRValues)
 	opts.ClientKey = nil // parsed into assertion; not kept twice
 	c := &Client{opts: opts, p: opts.Provider, authParams: fixed.Encode(), assertion: assertion}
 	c.tokenHTTP = c.tokenClient()
@@ -281,6 +310,25 @@ func (c *Client) withHTTPClient(ctx context.Context) context.Context {
 // redirectURL is this gateway's callback URL; returnTo must already be
 // validated (ValidateReturnTo) and is checked again when the login ends.
 func (c *Client) StartLogin(ctx context.Context, redirectURL, returnTo string) (authURL string, login *session.Login, err error) {
+	return c.StartLoginWith(ctx, redirectURL, returnTo, LoginParams{})
+}
+
+// LoginParams are what one login adds to the authorization request.
+type LoginParams struct {
+	// LoginHint and DomainHint are sent as login_hint and domain_hint,
+	// when set (at most 256 bytes of printable ASCII or UTF-8 each).
+	LoginHint, DomainHint string
+	// ACRValues replace ClientOptions.ACRValues for this login (a step
+	// up): the ID token's acr must be one of them.
+	ACRValues []string
+}
+
+// maxHint bounds login_hint and domain_hint.
+const maxHint = 256
+
+// StartLoginWith is StartLogin with per-login parameters; a hint that is
+// too long or holds control characters is left out.
+func (c *Client) StartLoginWith(ctx context.Context, redirectURL, returnTo string, params LoginParams) (authURL string, login *session.Login, err error) {
 	meta, err := c.p.Metadata(ctx)
 	if err != nil {
 		return "", nil, err
@@ -294,8 +342,52 @@ func (c *Client) StartLogin(ctx context.Context, redirectURL, returnTo string) (
 		Verifier: oauth2.GenerateVerifier(),
 		ReturnTo: returnTo,
 		Created:  c.opts.Now().Unix(),
+
+		ACRValues: c.opts.ACRValues,
 	}
-	return c.authURL(meta.Endpoints.Authorization, redirectURL, login), login, nil
+	if len(params.ACRValues) > 0 {
+		login.ACRValues = params.ACRValues
+	}
+	authURL = c.authURL(meta.Endpoints.Authorization, redirectURL, login)
+	extra := url.Values{}
+	if len(login.ACRValues) > 0 {
+		extra.Set("acr_values", strings.Join(login.ACRValues, " "))
+	}
+	for name, hint := range map[string]string{"login_hint": params.LoginHint, "domain_hint": params.DomainHint} {
+		if hint != "" && len(hint) <= maxHint && printable(hint) {
+			extra.Set(name, hint)
+		}
+	}
+	if len(extra) > 0 {
+		authURL += "&" + extra.Encode()
+	}
+	return authURL, login, nil
+}
+
+// reservedAuthParams are the authorization request's parameters the flow
+// sets itself (AuthParams may not), or that would bypass its checks.
+var reservedAuthParams = map[string]bool{
+	"response_type": true, "client_id": true, "redirect_uri": true, "scope": true, "state": true,
+	"nonce": true, "code_challenge": true, "code_challenge_method": true, "prompt": true,
+	"acr_values": true, "max_age": true, "login_hint": true, "domain_hint": true,
+	"request": true, "request_uri": true, "response_mode": true,
+}
+
+// ReservedAuthParam reports whether name is an authorization request
+// parameter the flow sets itself, which ClientOptions.AuthParams may not.
+func ReservedAuthParam(name string) bool { return reservedAuthParams[name] }
+
+// printable reports whether s is valid UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // authURL is the authorization request (RFC 6749 §4.1.1) for login: the
@@ -407,7 +499,7 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 	if err != nil {
 		return nil, err
 	}
-	return c.result(ctx, meta, v, tok, tokenCheck{nonce: login.Nonce})
+	return c.result(ctx, meta, v, tok, tokenCheck{nonce: login.Nonce, acr: login.ACRValues})
 }
 
 // tokenCheck is what result checks a token response against besides the
@@ -416,6 +508,7 @@ func (c *Client) FinishLogin(ctx context.Context, redirectURL string, q Query, l
 type tokenCheck struct {
 	refresh  bool
 	nonce    string         // login
+	acr      []string       // login: the acr values asked for, one of which the ID token must say
 	subject  string         // refresh
 	previous *verify.Claims // refresh: the session's ID token, when it has one
 }
@@ -586,7 +679,36 @@ func (c *Client) checkIDToken(ctx context.Context, v *verify.Verifier, raw strin
 	if idc.AccessTokenHash != "" && !atHashMatches(idc.Algorithm, idc.AccessTokenHash, accessToken) {
 		return nil, fmt.Errorf("%w: at_hash does not match the access token", ErrIDToken)
 	}
+	if !check.refresh {
+		if err := c.checkAuthentication(idc, check.acr); err != nil {
+			return nil, err
+		}
+	}
 	return idc, nil
+}
+
+// checkAuthentication checks how the user authenticated, at login (Core
+// §3.1.3.7 items 12–13): the acr is one of those asked for, and with
+// MaxAge the auth_time is recent enough.
+func (c *Client) checkAuthentication(idc *verify.Claims, acr []string) error {
+	if len(acr) > 0 {
+		got, _ := idc.Claim("acr")
+		if s, ok := got.(string); !ok || !slices.Contains(acr, s) {
+			return fmt.Errorf("%w: acr %v is not one of the acr_values asked for (%s)", ErrACR, got, strings.Join(acr, " "))
+		}
+	}
+	if c.opts.MaxAge > 0 {
+		n, _ := idc.Claim("auth_time")
+		num, _ := n.(json.Number)
+		at, err := num.Int64()
+		if err != nil {
+			return fmt.Errorf("%w: max_age was sent but auth_time is missing", ErrACR)
+		}
+		if c.opts.Now().Sub(time.Unix(at, 0)) > c.opts.MaxAge+c.opts.ClockSkew {
+			return fmt.Errorf("%w: auth_time is older than max_age", ErrACR)
+		}
+	}
+	return nil
 }
 
 // sameAsOriginal checks a refreshed ID token against the session's previous

@@ -22,10 +22,13 @@ import (
 var (
 	ErrStateMismatch  = errors.New("flow: no login in progress matches this callback's state")
 	ErrIssuerMismatch = errors.New("flow: the callback's iss parameter is not the issuer (RFC 9207)")
-	ErrMissingCode    = errors.New("flow: the callback carries no authorization code")
-	ErrTokenResponse  = errors.New("flow: unusable token response")
-	ErrIDToken        = errors.New("flow: ID token rejected")
-	ErrUserinfo       = errors.New("flow: userinfo response rejected")
+	// ErrACR: the ID token's acr or auth_time is not what the login asked
+	// for (acr_values, max_age).
+	ErrACR           = errors.New("flow: the user did not authenticate as the login asked")
+	ErrMissingCode   = errors.New("flow: the callback carries no authorization code")
+	ErrTokenResponse = errors.New("flow: unusable token response")
+	ErrIDToken       = errors.New("flow: ID token rejected")
+	ErrUserinfo      = errors.New("flow: userinfo response rejected")
 )
 
 // ProviderError is an error the provider returned in the authorization

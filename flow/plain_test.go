@@ -157,3 +157,24 @@ func TestPlainOAuth2Refusals(t *testing.T) {
 		t.Fatalf("an OpenID result without an ID token: %v", err)
 	}
 }
+
+// TestAuthParamsRefused: AuthParams may not set what the flow sets
+// itself, nor give a parameter twice; MaxAge under a second is refused.
+func TestAuthParamsRefused(t *testing.T) {
+	p, err := NewProvider(context.Background(), ProviderOptions{Issuer: "https://idp.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, params := range []url.Values{{"state": {"x"}}, {"redirect_uri": {"https://evil.example"}}, {"nonce": {"n"}},
+		{"request_uri": {"urn:x"}}, {"hd": {"a", "b"}}, {"": {"x"}}} {
+		_, err := NewClient(ClientOptions{Provider: p, ClientID: "c", ClientSecret: "s", AuthParams: params})
+		var oe *OptionError
+		if !errors.As(err, &oe) || oe.Field != "AuthParams" {
+			t.Errorf("AuthParams %v: %v", params, err)
+		}
+	}
+	if _, err := NewClient(ClientOptions{Provider: p, ClientID: "c", ClientSecret: "s", MaxAge: 500e6}); err == nil {
+		t.Error("MaxAge 500ms accepted")
+	}
+}

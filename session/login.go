@@ -44,6 +44,9 @@ type Login struct {
 	// ReturnTo is where the user goes after the login. It is validated
 	// again when used.
 	ReturnTo string `json:"r,omitempty"`
+	// ACRValues, when set, were asked for as acr_values: the ID token's
+	// acr must be one of them (OpenID Connect Core §3.1.3.7 item 12).
+	ACRValues []string `json:"a,omitempty"`
 	// Created is when the login started (Unix seconds).
 	Created int64 `json:"t"`
 }
