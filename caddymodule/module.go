@@ -355,7 +355,10 @@ func (g *Gatehouse) provisionOne(ctx caddy.Context, reg *prometheus.Registry, np
 		return p, errProvider(err)
 	}
 	if g.mode == modeLogin {
-		p.readGroups = len(g.AllowGroups) > 0 || len(np.AllowGroups) > 0
+		// GitHub and GitLab memberships cost API calls and a scope: read
+		// when an allow_groups rule needs them (the oauth2 kind's groups
+		// come with its user-info answer).
+		p.readGroups = (len(g.AllowGroups) > 0 || len(np.AllowGroups) > 0) && (pc.Kind == kindGitHub || pc.Kind == kindGitLab)
 		if err := pc.provisionClient(p, g.group, m, time.Duration(g.RefreshBefore), g.now); err != nil {
 			return p, errProvider(err)
 		}

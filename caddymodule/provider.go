@@ -106,8 +106,9 @@ type ProviderConfig struct {
 	// none.
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
 	// Prompt values sent at login (none, login, consent, select_account).
-	// Providers such as oidc-provider and Google issue refresh tokens for
-	// offline_access only with "consent". Default: none sent.
+	// Providers such as oidc-provider issue refresh tokens for
+	// offline_access only with "consent" (Google wants auth_param
+	// access_type offline instead). Default: none sent.
 	Prompt []string `json:"prompt,omitempty"`
 
 	// UserClaim names the claim that identifies the user upstream

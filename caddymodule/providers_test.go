@@ -344,3 +344,18 @@ func TestSeveralProvidersRefreshAndBackchannel(t *testing.T) {
 		t.Fatal("the logout of partners' alice did not end exactly her session")
 	}
 }
+
+// TestOAuth2KindWithAllowGroups: an oauth2-kind provider takes its groups
+// from its user-info answer, so allow_groups needs no membership API (it
+// used to fail at provisioning: "ReadGroups does not apply").
+func TestOAuth2KindWithAllowGroups(t *testing.T) {
+	g := newHandler(t, "", func(g *Gatehouse) {
+		g.ProviderConfig = ProviderConfig{Kind: kindOAuth2, ClientID: testClientID, ClientSecret: testClientSecret,
+			AuthorizationEndpoint: "https://sso.example/authorize", TokenEndpoint: "https://sso.example/token",
+			UserinfoEndpoint: "https://sso.example/api/me"}
+		g.AllowGroups = []string{"staff"}
+	})
+	if g.idp.readGroups || g.idp.cfg.Issuer != "https://sso.example" {
+		t.Fatalf("readGroups %v, issuer %q", g.idp.readGroups, g.idp.cfg.Issuer)
+	}
+}
