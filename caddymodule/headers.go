@@ -219,6 +219,7 @@ func (g *Gatehouse) setIdentity(r *http.Request, p principal) {
 		}
 		set(g.assertionHeader, signed)
 	}
+	prov := p.provider // not p: the closure would move all of p to the heap
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Map(func(key string) (any, bool) {
 		name, ok := strings.CutPrefix(key, "http.auth.user.")
@@ -229,10 +230,10 @@ func (g *Gatehouse) setIdentity(r *http.Request, p principal) {
 			return signed, true
 		}
 		if name == "provider" {
-			if p.provider == nil {
+			if prov == nil {
 				return "", true
 			}
-			return p.provider.name, true
+			return prov.name, true
 		}
 		return g.placeholder(id, groups, name)
 	})
