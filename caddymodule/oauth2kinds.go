@@ -36,27 +36,25 @@ func (pc *ProviderConfig) plain() bool {
 	return pc.Kind == kindGitHub || pc.Kind == kindGitLab || pc.Kind == kindOAuth2
 }
 
+// hostedKinds are the kinds whose endpoints derive from base_url.
+var hostedKinds = map[string]struct{ base, authorize, token string }{
+	kindGitHub: {gitHubURL, "/login/oauth/authorize", "/login/oauth/access_token"},
+	kindGitLab: {gitLabURL, "/oauth/authorize", "/oauth/token"},
+}
+
 // applyKindDefaults derives a github or gitlab provider's endpoints from
 // its base_url, and names a plain provider by its base URL or its
 // authorization endpoint's origin.
 func (pc *ProviderConfig) applyKindDefaults() {
-	switch pc.Kind {
-	case kindGitHub:
-		setDefault(&pc.BaseURL, gitHubURL)
+	if k, ok := hostedKinds[pc.Kind]; ok {
+		setDefault(&pc.BaseURL, k.base)
 		base := strings.TrimSuffix(pc.BaseURL, "/")
-		setDefault(&pc.AuthorizationEndpoint, base+"/login/oauth/authorize")
-		setDefault(&pc.TokenEndpoint, base+"/login/oauth/access_token")
+		setDefault(&pc.AuthorizationEndpoint, base+k.authorize)
+		setDefault(&pc.TokenEndpoint, base+k.token)
 		setDefault(&pc.Issuer, base)
-	case kindGitLab:
-		setDefault(&pc.BaseURL, gitLabURL)
-		base := strings.TrimSuffix(pc.BaseURL, "/")
-		setDefault(&pc.AuthorizationEndpoint, base+"/oauth/authorize")
-		setDefault(&pc.TokenEndpoint, base+"/oauth/token")
-		setDefault(&pc.Issuer, base)
-	case kindOAuth2:
-		if u, err := url.Parse(pc.AuthorizationEndpoint); err == nil && pc.Issuer == "" && u.Host != "" {
-			pc.Issuer = u.Scheme + "://" + u.Host
-		}
+	}
+	if u, err := url.Parse(pc.AuthorizationEndpoint); err == nil && pc.Kind == kindOAuth2 && pc.Issuer == "" && u.Host != "" {
+		pc.Issuer = u.Scheme + "://" + u.Host
 	}
 }
 
