@@ -42,6 +42,15 @@ func (g *Gatehouse) stepUp(w http.ResponseWriter, r *http.Request, next caddyhtt
 	}
 	setAnonymous(r)
 	acr := strings.Join(g.RequireACR, " ")
+	if p.provider != nil && p.provider.cfg.plain() {
+		// No ID token, no acr: sending the user back would only loop.
+		g.audit(r, p.provider, zapcore.InfoLevel, eventRefused, "refused: require_acr, but the provider cannot say an acr",
+			userFields(p.id, zap.String("reason", "acr"))...)
+		return fail(w, r, problem{
+			status: http.StatusForbidden, code: "insufficient_user_authentication", title: "Stronger sign-in required",
+			message: "This page requires a stronger sign-in than your identity provider can confirm.", signOut: g.signOutPath,
+		}, errInsufficientACR)
+	}
 	_, forward := next.(forwardAnswer)
 	if p.session && p.provider != nil && p.provider.login != nil && !forward && isNavigation(r) && g.unauthenticated != unauth401 {
 		g.audit(r, p.provider, zapcore.InfoLevel, eventRefused, "step-up: sent to the provider for a stronger authentication",

@@ -189,3 +189,26 @@ func TestMaxAge(t *testing.T) {
 		t.Fatalf("an authentication older than max_age: %d, want 403", code)
 	}
 }
+
+// TestStepUpPlainProvider: a provider without ID tokens (kind github)
+// cannot say an acr: its logins do not ask for one, and its users get a
+// 403 on a require_acr route instead of being sent round in a loop.
+func TestStepUpPlainProvider(t *testing.T) {
+	g := newHandler(t, "", func(g *Gatehouse) {
+		g.ProviderConfig = ProviderConfig{Kind: kindGitHub, ClientID: testClientID, ClientSecret: testClientSecret}
+		g.RequireACR = []string{"mfa"}
+	})
+	resp, _, _ := serve(t, g, navigation("GET", "/oauth2/start?rd=%2F"))
+	if u, _ := url.Parse(resp.Header.Get("Location")); resp.StatusCode != http.StatusFound || u.Query().Has("acr_values") {
+		t.Fatalf("a github login start: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	sess := aliceSession()
+	r := navigation("GET", "/admin")
+	for _, c := range sessionCookies(t, g, sess) {
+		r.AddCookie(c)
+	}
+	resp, up, _ := serve(t, g, r)
+	if resp.StatusCode != http.StatusForbidden || up.called {
+		t.Fatalf("a github session on a require_acr route: %d (upstream called: %v)", resp.StatusCode, up.called)
+	}
+}

@@ -319,7 +319,8 @@ type LoginParams struct {
 	// when set (at most 256 bytes of printable ASCII or UTF-8 each).
 	LoginHint, DomainHint string
 	// ACRValues replace ClientOptions.ACRValues for this login (a step
-	// up): the ID token's acr must be one of them.
+	// up): the ID token's acr must be one of them. A plain OAuth 2.0
+	// client (UserAPI) sends none.
 	ACRValues []string
 }
 
@@ -347,6 +348,9 @@ func (c *Client) StartLoginWith(ctx context.Context, redirectURL, returnTo strin
 	}
 	if len(params.ACRValues) > 0 {
 		login.ACRValues = params.ACRValues
+	}
+	if c.opts.UserAPI != nil {
+		login.ACRValues = nil // no ID token to say the acr: asking would be in vain
 	}
 	authURL = c.authURL(meta.Endpoints.Authorization, redirectURL, login)
 	extra := url.Values{}
