@@ -359,3 +359,30 @@ func TestOAuth2KindWithAllowGroups(t *testing.T) {
 		t.Fatalf("readGroups %v, issuer %q", g.idp.readGroups, g.idp.cfg.Issuer)
 	}
 }
+
+// TestSeveralProvidersSignOut: sign-out ends the session at its own
+// provider: staff's user goes to staff's end-session endpoint, partners'
+// (configured without one) straight to the target; without a session,
+// nobody's end-session is visited.
+func TestSeveralProvidersSignOut(t *testing.T) {
+	a, staff, _ := twoProviders(t, nil)
+	signOut := func(b *browser) string {
+		r, _ := http.NewRequest("POST", a.URL+"/oauth2/sign_out", strings.NewReader("rd=%2Fbye"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		resp := b.do(r)
+		readBody(resp)
+		return resp.Header.Get("Location")
+	}
+	atStaff, _ := chooseAndLogin(t, a, "/", "staff", "alice")
+	if loc := signOut(atStaff); !strings.HasPrefix(loc, staff.Issuer()+"/") {
+		t.Fatalf("staff's sign-out went to %q, not staff's end-session endpoint", loc)
+	}
+	atPartners, _ := chooseAndLogin(t, a, "/", "partners", "carol")
+	if loc := signOut(atPartners); loc != "/bye" {
+		t.Fatalf("partners' sign-out went to %q", loc)
+	}
+	if loc := signOut(newBrowser(t)); loc != "/bye" {
+		t.Fatalf("a sign-out without a session went to %q", loc)
+	}
+}
