@@ -47,6 +47,8 @@ var hostedKinds = map[string]struct{ base, authorize, token string }{
 // authorization endpoint's origin.
 func (pc *ProviderConfig) applyKindDefaults() {
 	if k, ok := hostedKinds[pc.Kind]; ok {
+		// GitHub documents client_id and client_secret in the form only.
+		setDefault(&pc.ClientAuth, "post")
 		setDefault(&pc.BaseURL, k.base)
 		base := strings.TrimSuffix(pc.BaseURL, "/")
 		setDefault(&pc.AuthorizationEndpoint, base+k.authorize)

@@ -456,6 +456,9 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	setForm(out, form)
+	// RFC 6749 §5.1 answers are JSON; GitHub answers form-encoded unless
+	// asked, and x/oauth2 then reads expires_in on the wall clock.
+	out.Header.Set("Accept", "application/json")
 	return t.base.RoundTrip(out)
 }
 
