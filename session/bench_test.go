@@ -40,6 +40,6 @@ func benchLoad(b *testing.B, extra, cacheSize int, wantChunks int) {
 }
 
 func BenchmarkUnseal1Chunk(b *testing.B)      { benchLoad(b, 0, -1, 1) }
-func BenchmarkUnseal3Chunks(b *testing.B)     { benchLoad(b, 3000, -1, 3) }
+func BenchmarkUnseal3Chunks(b *testing.B)     { benchLoad(b, 5000, -1, 3) }
 func BenchmarkLoadCached1Chunk(b *testing.B)  { benchLoad(b, 0, 0, 1) }
-func BenchmarkLoadCached3Chunks(b *testing.B) { benchLoad(b, 3000, 0, 3) }
+func BenchmarkLoadCached3Chunks(b *testing.B) { benchLoad(b, 5000, 0, 3) }
