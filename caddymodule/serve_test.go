@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -472,4 +473,37 @@ func TestLoginThroughHandler(t *testing.T) {
 		}
 	}
 	_ = session.ErrNoSession
+}
+
+// TestRedirectURIBehindTLSTerminator: a plain-HTTP request that a proxy in
+// trusted_proxies marks X-Forwarded-Proto: https gets an https callback
+// (a load balancer terminating TLS); the same header from an untrusted
+// client, or any other value, changes nothing, and X-Forwarded-Host is
+// never read.
+func TestRedirectURIBehindTLSTerminator(t *testing.T) {
+	idp := newIDP(t)
+	g := newHandler(t, idp.Issuer(), nil)
+	for _, tc := range []struct {
+		trusted bool
+		proto   string
+		want    string
+	}{
+		{false, "https", "http://app.example/oauth2/callback"},
+		{true, "https", "https://app.example/oauth2/callback"},
+		{true, "HTTPS", "https://app.example/oauth2/callback"},
+		{true, "http", "http://app.example/oauth2/callback"},
+		{true, "https, http", "http://app.example/oauth2/callback"},
+	} {
+		r := navigation("GET", "http://app.example/page")
+		r.Header.Set("X-Forwarded-Proto", tc.proto)
+		r.Header.Set("X-Forwarded-Host", "evil.example")
+		if tc.trusted {
+			r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.TrustedProxyVarKey: true}))
+		}
+		resp, _, _ := serve(t, g, r)
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if got := loc.Query().Get("redirect_uri"); got != tc.want {
+			t.Errorf("trusted %v, X-Forwarded-Proto %q: redirect_uri %q, want %q", tc.trusted, tc.proto, got, tc.want)
+		}
+	}
 }

@@ -9,19 +9,23 @@ import (
 
 // The absolute URLs gatehouse builds come from the connection's scheme and
 // the request's Host — what {http.request.scheme} and
-// {http.request.hostport} say — never from X-Forwarded-* headers
-// (CVE-2024-21498, CVE-2024-21499).
+// {http.request.hostport} say — never from X-Forwarded-Host or from any
+// header of an untrusted client (CVE-2024-21498, CVE-2024-21499); see
+// origin for the one header a trusted proxy may set.
 
 // redirectURL is this site's callback URL for provider p.
 func redirectURL(r *http.Request, p *provider) string {
 	return origin(r) + p.callbackPath
 }
 
-// origin is scheme://host of the request, from the connection's scheme and
-// the request's Host (what {http.request.scheme} and
-// {http.request.hostport} say), never from X-Forwarded-* headers.
+// origin is scheme://host of the request: the connection's scheme and the
+// request's Host (what {http.request.scheme} and {http.request.hostport}
+// say). One exception: a plain-HTTP request from a client Caddy trusts as
+// a proxy (the server's trusted_proxies) that says X-Forwarded-Proto:
+// https is https — a load balancer that terminates TLS. Nothing else of
+// X-Forwarded-* is read, nor anything from an untrusted client.
 func origin(r *http.Request) string {
-	if r.TLS != nil {
+	if r.TLS != nil || strings.EqualFold(r.Header.Get(headerForwardedProto), "https") && fromTrustedProxy(r) {
 		return "https://" + r.Host
 	}
 	return "http://" + r.Host
