@@ -138,6 +138,14 @@ func (g *Gatehouse) authenticate(w http.ResponseWriter, r *http.Request) (princi
 // a refresh the provider cannot give now; session.ErrUnavailable, that the
 // session store cannot be reached.
 func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*session.Session, *provider, error) {
+	// An earlier block of this login already checked (and refreshed) the
+	// session on this request, and took the cookie away from the blocks
+	// after it (per-path blocks that both run): take it from there.
+	if sess, ok := caddyhttp.GetVar(r.Context(), g.group.sessionVar).(*session.Session); ok {
+		if p := g.sessionProvider(sess); p != nil {
+			return sess, p, nil
+		}
+	}
 	sess, rotate, err := g.sessions.Load(r)
 	if errors.Is(err, session.ErrUnavailable) {
 		g.logger.Warn("the session store cannot be reached", zap.Error(err))
@@ -190,6 +198,7 @@ func (g *Gatehouse) freshSession(w http.ResponseWriter, r *http.Request) (*sessi
 			g.logger.Warn("saving the session failed", zap.Error(err))
 		}
 	}
+	caddyhttp.SetVar(r.Context(), g.group.sessionVar, sess)
 	return sess, p, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -78,7 +79,14 @@ type sessionGroup struct {
 	// forwarders counts the blocks that forward the access token upstream
 	// (pass_access_token, pass_authorization): only then do sessions keep it.
 	forwarders atomic.Int32
+	// sessionVar names the Caddy request variable in which the first block
+	// of this login to check a request's session leaves it for the blocks
+	// after it on the same request, which no longer see the cookie.
+	sessionVar string
 }
+
+// sessionVars numbers the session groups' request variables.
+var sessionVars atomic.Uint64
 
 // stored is what of sess the store keeps: all of it but the access token
 // — a JWT of a kilobyte or more that a cookie would carry on every request
@@ -115,7 +123,8 @@ func takeSessionGroup(key string, store *StoreConfig, binding string, now func()
 			return nil, err
 		}
 		unreachable = down
-		g := &sessionGroup{refresh: flow.NewRefreshGroup(), claims: &identity.ClaimSet{}, store: st, closeStore: closeStore}
+		g := &sessionGroup{refresh: flow.NewRefreshGroup(), claims: &identity.ClaimSet{}, store: st, closeStore: closeStore,
+			sessionVar: "gatehouse.session." + strconv.FormatUint(sessionVars.Add(1), 10)}
 		g.lease, _ = st.(flow.RefreshLease)
 		return g, nil
 	})

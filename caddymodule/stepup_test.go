@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -210,5 +211,144 @@ func TestStepUpPlainProvider(t *testing.T) {
 	resp, up, _ := serve(t, g, r)
 	if resp.StatusCode != http.StatusForbidden || up.called {
 		t.Fatalf("a github session on a require_acr route: %d (upstream called: %v)", resp.StatusCode, up.called)
+	}
+}
+
+// TestStepUpThroughCaddy runs the README's step-up Caddyfile (a snippet,
+// handle /admin/* with require_acr, handle the rest without) in a real
+// Caddy: the
+// upstream's placeholders say who it served; bob's session opens the site
+// but not /admin, alice steps up once and is served both.
+func TestStepUpThroughCaddy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Caddy")
+	}
+	idp, _ := newConfiguredIDP(t, func(c *devidp.Config) { c.Users[0].ACRs = []string{"gold"} })
+	site := freeSite(t)
+	runCaddy(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+}
+(auth) {
+	issuer %[2]s
+	client_id %[3]s
+	client_secret %[4]s
+	cookie_secret %[5]s
+	cookie_insecure
+}
+%[1]s {
+	bind 127.0.0.1
+	handle /admin/* {
+		gatehouse {
+			import auth
+			require_acr gold
+		}
+		respond "{http.request.uri.path} user={http.auth.user.id} acr={http.auth.user.acr}"
+	}
+	handle {
+		gatehouse {
+			import auth
+		}
+		respond "{http.request.uri.path} user={http.auth.user.id} acr={http.auth.user.acr}"
+	}
+}
+`, site, idp.Issuer(), testClientID, testClientSecret, testCookieSecret))
+
+	login := func(user string) *browser {
+		b := newBrowser(t)
+		resp, _ := b.get(site + "/")
+		resp, _ = b.get(b.loginAt(resp.Header.Get("Location"), user))
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("%s: login %d", user, resp.StatusCode)
+		}
+		return b
+	}
+	bob := login("bob")
+	if _, body := bob.get(site + "/"); body != "/ user=bob acr=1" {
+		t.Fatalf("bob at /: %q", body)
+	}
+	resp, _ := bob.get(site + "/admin/x")
+	if u, _ := url.Parse(resp.Header.Get("Location")); resp.StatusCode != http.StatusFound || u.Query().Get("acr_values") != "gold" {
+		t.Fatalf("bob at /admin: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ = bob.get(bob.loginAt(resp.Header.Get("Location"), "bob")); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("bob's step-up: %d", resp.StatusCode)
+	}
+
+	alice := login("alice")
+	resp, _ = alice.get(site + "/admin/x")
+	resp, _ = alice.get(alice.loginAt(resp.Header.Get("Location"), "alice"))
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/admin/x" {
+		t.Fatalf("alice's step-up: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for path, want := range map[string]string{"/admin/x": "/admin/x user=alice acr=gold", "/": "/ user=alice acr=gold"} {
+		if resp, body := alice.get(site + path); body != want {
+			t.Fatalf("alice at %s: %d %v %q, want %q", path, resp.StatusCode, resp.Header, body, want)
+		}
+	}
+}
+
+// TestChainedBlocksShareTheSession: two gatehouse blocks that both run on
+// a request (a `gatehouse /admin/*` block before a site-wide one, as a
+// Caddyfile puts two directives in order) share its session: the first
+// strips gatehouse's cookies before passing the request on, and the
+// second used to find no session and start a login (a loop). Each
+// block's rules still apply.
+func TestChainedBlocksShareTheSession(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Caddy")
+	}
+	idp := newIDP(t)
+	site := freeSite(t)
+	runCaddy(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+}
+(auth) {
+	issuer %[2]s
+	client_id %[3]s
+	client_secret %[4]s
+	cookie_secret %[5]s
+	cookie_insecure
+}
+%[1]s {
+	bind 127.0.0.1
+	gatehouse /admin/* {
+		import auth
+		allow_groups admins
+	}
+	gatehouse {
+		import auth
+	}
+	respond "{http.request.uri.path} user={http.auth.user.id} cookie={http.request.header.Cookie}"
+}
+`, site, idp.Issuer(), testClientID, testClientSecret, testCookieSecret))
+	login := func(user string) *browser {
+		b := newBrowser(t)
+		resp, _ := b.get(site + "/")
+		resp, _ = b.get(b.loginAt(resp.Header.Get("Location"), user))
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("%s: login %d", user, resp.StatusCode)
+		}
+		return b
+	}
+	alice, bob := login("alice"), login("bob")
+	for _, tc := range []struct {
+		b      *browser
+		path   string
+		status int
+		body   string
+	}{
+		{alice, "/admin/x", http.StatusOK, "/admin/x user=alice cookie="},
+		{alice, "/", http.StatusOK, "/ user=alice cookie="},
+		{bob, "/", http.StatusOK, "/ user=bob cookie="},
+		{bob, "/admin/x", http.StatusForbidden, ""},
+	} {
+		resp, body := tc.b.get(site + tc.path)
+		if resp.StatusCode != tc.status || tc.body != "" && body != tc.body {
+			t.Errorf("%s: %d %q (Location %q), want %d %q", tc.path, resp.StatusCode, body, resp.Header.Get("Location"), tc.status, tc.body)
+		}
 	}
 }
