@@ -80,10 +80,16 @@ func (a forwardAnswer) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 // gets 401 with the start URL in Location, for its error_page to redirect
 // to.
 func (g *Gatehouse) forwardLogin(w http.ResponseWriter, o *http.Request) error {
-	start := g.startPath + "?rd=%2F"
+	return g.forwardLoginWith(w, o, "")
+}
+
+// forwardLoginWith is forwardLogin with more of the start URL's query
+// (a step-up's acr_values), each parameter "&name=value".
+func (g *Gatehouse) forwardLoginWith(w http.ResponseWriter, o *http.Request, more string) error {
+	start := g.startPath + "?rd=%2F" + more
 	if orig := o.URL.String(); flow.ValidateReturnTo(orig, o.Host, g.trusted) == nil {
 		// Absolute: Traefik resolves a path against its auth server's address.
-		start = o.URL.Scheme + "://" + o.Host + g.startPath + "?rd=" + url.QueryEscape(orig)
+		start = o.URL.Scheme + "://" + o.Host + g.startPath + "?rd=" + url.QueryEscape(orig) + more
 	}
 	if fromTrustedProxy(o) && o.Header.Get(headerOriginalURL) != "" {
 		w.Header().Set("Location", start)

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gatehouse-auth/gatehouse/flow"
 	"github.com/gatehouse-auth/gatehouse/internal/placeholder"
@@ -180,10 +182,25 @@ func (g *Gatehouse) signIn(w http.ResponseWriter, r *http.Request, target string
 // loginParams are what a login started here asks for: the login_hint and
 // domain_hint of q (flow leaves out one that is too long or not
 // printable), and this block's require_acr, so that its users need not
-// step up right after signing in.
+// step up right after signing in — or, when this block has none, the
+// acr_values of q (a forward-auth step-up sends the browser here with
+// them; asking costs nothing, since whatever acr the session gets, the
+// blocks that require one check it).
 func (g *Gatehouse) loginParams(q url.Values) flow.LoginParams {
-	return flow.LoginParams{LoginHint: q.Get("login_hint"), DomainHint: q.Get("domain_hint"), ACRValues: g.RequireACR}
+	p := flow.LoginParams{LoginHint: q.Get("login_hint"), DomainHint: q.Get("domain_hint"), ACRValues: g.RequireACR}
+	if acr := strings.Fields(q.Get("acr_values")); len(p.ACRValues) == 0 && len(acr) <= maxACRValues {
+		for _, v := range acr {
+			if len(v) > 128 || strings.ContainsAny(v, "\"\\") || !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
+				return p
+			}
+		}
+		p.ACRValues = acr
+	}
+	return p
 }
+
+// maxACRValues bounds the acr_values a start URL may ask for.
+const maxACRValues = 8
 
 // hintQuery is "&login_hint=…&domain_hint=…" for the hints q has.
 func hintQuery(q url.Values) string {

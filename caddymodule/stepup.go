@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -51,10 +52,18 @@ func (g *Gatehouse) stepUp(w http.ResponseWriter, r *http.Request, next caddyhtt
 			message: "This page requires a stronger sign-in than your identity provider can confirm.", signOut: g.signOutPath,
 		}, errInsufficientACR)
 	}
-	_, forward := next.(forwardAnswer)
-	if p.session && p.provider != nil && p.provider.login != nil && !forward && isNavigation(r) && g.unauthenticated != unauth401 {
+	if p.session && p.provider != nil && p.provider.login != nil && isNavigation(r) && g.unauthenticated != unauth401 {
 		g.audit(r, p.provider, zapcore.InfoLevel, eventRefused, "step-up: sent to the provider for a stronger authentication",
 			userFields(p.id, zap.String("reason", "acr"), zap.String("acr_values", acr))...)
+		if _, forward := next.(forwardAnswer); forward {
+			// The fronting proxy sends the browser to path_prefix/start,
+			// which may be another block's: the acr goes along.
+			more := "&provider=" + url.QueryEscape(p.provider.name) + "&acr_values=" + url.QueryEscape(acr)
+			if p.provider.name == "" {
+				more = "&acr_values=" + url.QueryEscape(acr)
+			}
+			return g.forwardLoginWith(w, r, more)
+		}
 		return g.startLoginTo(w, r, originalRequestURI(r), p.provider, flow.LoginParams{ACRValues: g.RequireACR})
 	}
 	g.audit(r, p.provider, zapcore.InfoLevel, eventRefused, "refused: authentication too weak for require_acr",

@@ -352,3 +352,36 @@ func TestChainedBlocksShareTheSession(t *testing.T) {
 		}
 	}
 }
+
+// TestStepUpBehindForwardAuth: behind a fronting proxy a weaker session
+// is sent to path_prefix/start with the acr_values (and its provider), and
+// a block without require_acr that serves /start asks the provider for
+// them; acr_values a start URL cannot mean are not passed on.
+func TestStepUpBehindForwardAuth(t *testing.T) {
+	idp := newIDP(t)
+	admin := newHandler(t, idp.Issuer(), func(g *Gatehouse) { g.RequireACR = []string{"gold"} })
+	r := authRequest(true, headers(asNavigation, []string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "app.example", "X-Forwarded-Uri", "/admin/x?a=b%20c"})...)
+	for _, c := range sessionCookies(t, admin, aliceSession()) {
+		r.AddCookie(c)
+	}
+	resp, up, _ := serve(t, admin, r)
+	want := "https://app.example/oauth2/start?rd=" + url.QueryEscape("https://app.example/admin/x?a=b%20c") + "&acr_values=gold"
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != want || up.called {
+		t.Fatalf("forward auth, weak session: %d %q (upstream called %v), want 302 %q", resp.StatusCode, resp.Header.Get("Location"), up.called, want)
+	}
+
+	site := newHandler(t, idp.Issuer(), nil) // serves /oauth2/start, no require_acr
+	for query, acr := range map[string]string{
+		"rd=%2Fx&acr_values=gold":                       "gold",
+		"rd=%2Fx&acr_values=gold+silver":                "gold silver",
+		"rd=%2Fx&acr_values=a%22b":                      "",
+		"rd=%2Fx&acr_values=a%01b":                      "",
+		"rd=%2Fx&acr_values=" + strings.Repeat("a+", 9): "",
+	} {
+		resp, _, _ := serve(t, site, navigation("GET", "/oauth2/start?"+query))
+		u, _ := url.Parse(resp.Header.Get("Location"))
+		if resp.StatusCode != http.StatusFound || u.Query().Get("acr_values") != acr {
+			t.Errorf("/start?%s: %d, acr_values %q, want %q", query, resp.StatusCode, u.Query().Get("acr_values"), acr)
+		}
+	}
+}
