@@ -42,8 +42,10 @@ type Gatehouse struct {
 	Providers []*NamedProvider `json:"providers,omitempty"`
 
 	// PathPrefix is where gatehouse's own endpoints live: PathPrefix +
-	// "/callback", "/sign_out", "/userinfo", "/backchannel_logout", and
-	// for other proxies "/auth" (forward auth) and "/start" (login start).
+	// "/callback", "/sign_in", "/sign_out", "/userinfo",
+	// "/backchannel_logout" (with Providers, "/callback/NAME" and
+	// "/backchannel_logout/NAME"), and for other proxies "/auth" (forward
+	// auth) and "/start" (login start).
 	// Default: "/oauth2".
 	PathPrefix string `json:"path_prefix,omitempty"`
 

@@ -22,10 +22,12 @@ import (
 //  1. stripRequest: the identity headers a client sent are deleted, on
 //     every request, whatever happens next;
 //  2. endpoint: gatehouse's own endpoints under path_prefix (callback,
-//     sign-out, userinfo, back-channel logout, forward auth, login start)
-//     answer the request themselves;
+//     sign-in page, sign-out, userinfo, back-channel logout, forward auth,
+//     login start) answer the request themselves;
 //  3. authenticate: a bearer token, or else the session, says who it is;
-//  4. authorize: the allow_* rules decide whether that user may pass;
+//  4. authorize: the allow_* rules (the block's and the user's
+//     provider's) decide whether that user may pass, and require_acr
+//     whether they authenticated strongly enough (else a step-up);
 //  5. respond: pass with the identity; or refuse (401, 403, 503), start a
 //     login, or let an anonymous request through (`unauthenticated allow`,
 //     `public_paths`). For a forward-auth subrequest, steps 3 to 5 answer
