@@ -60,6 +60,7 @@ type environment struct {
 	appShort          string // https://127.0.0.1:port, gatehouse with refresh tokens (30-second access tokens, refresh_before left at its 1m default)
 	appPK             string // https://127.0.0.1:port, appShort's provider, client_auth private_key_jwt
 	appMulti          string // https://127.0.0.1:port, gatehouse with two provider blocks: staff (op) and partners (opPartners)
+	appStepUp         string // https://127.0.0.1:port, op's login; /admin/* requires acr gold (step-up)
 	api               string // https://127.0.0.1:port, gatehouse bearer only (JWTs, opaque tokens by introspection, DPoP optional)
 	upstream          *recorder
 	upstreamAddr      string // host:port of the upstream recorder
@@ -117,7 +118,7 @@ func setUp() error {
 		return fmt.Errorf("building cmd/caddy: %v\n%s", err, out)
 	}
 
-	ports, err := harness.FreePorts(15)
+	ports, err := harness.FreePorts(16)
 	if err != nil {
 		return err
 	}
@@ -131,6 +132,7 @@ func setUp() error {
 	env.appPK = fmt.Sprintf("https://127.0.0.1:%d", port(12))
 	env.opPartnersURL = fmt.Sprintf("http://localhost:%d", port(13))
 	env.appMulti = fmt.Sprintf("https://127.0.0.1:%d", port(14))
+	env.appStepUp = fmt.Sprintf("https://127.0.0.1:%d", port(15))
 	env.api = fmt.Sprintf("https://127.0.0.1:%d", port(6))
 	httpPort := port(7)
 	env.front = fmt.Sprintf("https://127.0.0.1:%d", port(8))
@@ -159,7 +161,7 @@ func setUp() error {
 		accessTTL string
 		extraEnv  []string
 	}{
-		{&env.op, env.opURL, "RS256", []string{env.app}, map[string]string{env.appMulti: "staff"}, port(0), "3600", nil},
+		{&env.op, env.opURL, "RS256", []string{env.app, env.appStepUp}, map[string]string{env.appMulti: "staff"}, port(0), "3600", nil},
 		{&env.opES, env.opESURL, "ES256", []string{env.appES}, nil, port(1), "3600", nil},
 		{&env.opShort, env.opShortURL, "RS256", []string{env.appShort, env.appPK}, nil, port(2), "30", []string{"E2E_PKJWT_JWK=" + clientJWK}},
 		{&env.opPartners, env.opPartnersURL, "ES256", nil, map[string]string{env.appMulti: "partners"}, port(13), "3600", []string{"E2E_EMAIL_DOMAIN=partners.example"}},
@@ -324,6 +326,40 @@ func setUp() error {
 	}
 }
 
+# Step-up: the README's pattern, a block per path on one cookie; /admin/*
+# requires acr gold, which op gives alice when asked (testdata/e2e).
+(stepup) {
+	issuer %[4]s
+	client_id gatehouse-basic
+	client_secret %[5]s
+	cookie_name _gatehouse_su
+	cookie_secret %[6]s
+	scopes openid email profile groups
+}
+%[19]s {
+	bind 127.0.0.1
+	tls internal
+	handle /admin/* {
+		gatehouse {
+			import stepup
+			require_acr gold
+		}
+		reverse_proxy %[7]s {
+			header_up X-Acr {http.auth.user.acr}
+			header_up X-Original-Uri {uri}
+		}
+	}
+	handle {
+		gatehouse {
+			import stepup
+		}
+		reverse_proxy %[7]s {
+			header_up X-Acr {http.auth.user.acr}
+			header_up X-Original-Uri {uri}
+		}
+	}
+}
+
 # The scale-out front: round-robin over three gatehouse instances (separate
 # Caddy processes), passing the Host header through unchanged.
 %[13]s {
@@ -342,7 +378,7 @@ func setUp() error {
 `, httpPort, filepath.Join(tmp, "caddy-data"), env.app, env.opURL, clientSecret, hex.EncodeToString(cookieSecret),
 		env.upstreamAddr, env.appES, env.opESURL, env.api, env.appShort, env.opShortURL,
 		env.front, strings.Join(env.scaleInstances[:], " "), env.appPK, clientKeyFile,
-		env.appMulti, env.opPartnersURL)
+		env.appMulti, env.opPartnersURL, env.appStepUp)
 	cfPath := filepath.Join(tmp, "Caddyfile")
 	if err := os.WriteFile(cfPath, []byte(caddyfile), 0o600); err != nil {
 		return err
@@ -351,7 +387,7 @@ func setUp() error {
 	if err != nil {
 		return err
 	}
-	for _, site := range []string{env.app, env.appES, env.appShort, env.appPK, env.appMulti, env.api, env.front} {
+	for _, site := range []string{env.app, env.appES, env.appShort, env.appPK, env.appMulti, env.appStepUp, env.api, env.front} {
 		if err := waitHTTPS(site, 30*time.Second); err != nil {
 			return fmt.Errorf("caddy did not serve %s: %v\n%s", site, err, env.caddy.tail())
 		}

@@ -17,6 +17,13 @@
 //   E2E_EMAIL_DOMAIN    the domain of the users' e-mails (default
 //                       example.com), to tell one provider's users from
 //                       another's
+//   E2E_GOLD_USERS      space-separated logins that can authenticate with
+//                       acr "gold" (default alice); everyone else gets "1"
+//
+// Step-up: a login asked for acr_values (voluntary, as gatehouse sends
+// them) that the provider session does not have shows the login page
+// again, like a provider that asks for a second factor; the new session's
+// acr is "gold" when asked for and the user has it, else "1".
 //
 // Users: any login name works at the development login page; a user's
 // e-mail is <login>@<E2E_EMAIL_DOMAIN>; alice is in groups admins and
@@ -37,7 +44,7 @@
 // delivers a back-channel logout to every client of the session that has a
 // backchannel_logout_uri.
 import crypto from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { interactionPolicy } from 'oidc-provider';
 
 const env = (name, fallback) => process.env[name] ?? fallback;
 const issuer = env('E2E_ISSUER');
@@ -55,6 +62,23 @@ const apiAudience = env('E2E_API_AUDIENCE', 'api://e2e');
 const backchannelURI = env('E2E_BACKCHANNEL_URI', '');
 const pkjwtJWK = env('E2E_PKJWT_JWK', '');
 const emailDomain = env('E2E_EMAIL_DOMAIN', 'example.com');
+const goldUsers = env('E2E_GOLD_USERS', 'alice').split(' ').filter(Boolean);
+
+// The base policy, with a login prompt when the client asks for an acr
+// the session lacks (unless the user has just logged in: then the
+// ID token says what they got).
+const policy = interactionPolicy.base();
+policy.get('login').checks.add(new interactionPolicy.Check(
+  'step_up_acr',
+  'the session does not have an acr the client asked for',
+  (ctx) => {
+    const values = ctx.oidc.claims?.id_token?.acr?.values;
+    if (!Array.isArray(values) || values.includes(ctx.oidc.acr) || ctx.oidc.result?.login) {
+      return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    }
+    return interactionPolicy.Check.REQUEST_PROMPT;
+  },
+));
 
 if (backchannelURI) {
   // Test only: the back-channel logout goes to gatehouse over https, and
@@ -101,6 +125,8 @@ const configuration = {
   jwks: { keys: [signingKey()] },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   pkce: { required: () => true },
+  acrValues: ['1', 'gold'],
+  interactions: { policy },
   scopes: ['openid', 'offline_access', 'email', 'profile', 'groups', 'orders:read'],
   claims: {
     openid: ['sub'],
@@ -178,6 +204,17 @@ const configuration = {
 };
 
 const provider = new Provider(issuer, configuration);
+// The development login page finishes its interaction here: the login
+// gets its acr.
+const finishInteraction = provider.interactionFinished.bind(provider);
+provider.interactionFinished = async (req, res, result, options) => {
+  if (result?.login) {
+    const { params } = await provider.interactionDetails(req, res);
+    const asked = String(params.acr_values ?? '').split(' ');
+    result.login.acr = asked.includes('gold') && goldUsers.includes(result.login.accountId) ? 'gold' : '1';
+  }
+  return finishInteraction(req, res, result, options);
+};
 provider.on('grant.success', (ctx) => {
   console.log(`grant ${ctx.oidc.params.grant_type}`);
   console.log(`grant-client ${ctx.oidc.params.grant_type} ${ctx.oidc.client?.clientId}`);
