@@ -112,12 +112,9 @@ func (g *Gatehouse) validateProviders(bad badFunc, withClient bool) {
 			bad("provider", "%s is given more than once", p.Name)
 		}
 		seen[p.Name] = true
-		p.ProviderConfig.validate(func(directive, format string, args ...any) {
-			bad(prefix+directive, format, args...)
-		}, withClient)
-		validateRules(func(directive, format string, args ...any) {
-			bad(prefix+directive, format, args...)
-		}, p.AllowEmails, p.AllowDomains, p.AllowClaims)
+		badHere := func(directive, format string, args ...any) { bad(prefix+directive, format, args...) }
+		p.ProviderConfig.validate(badHere, withClient)
+		validateRules(badHere, p.AllowEmails, p.AllowDomains, p.AllowClaims)
 	}
 }
 
