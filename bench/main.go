@@ -58,7 +58,7 @@ var (
 	missTokens   = flag.Int("miss-tokens", 20000, "distinct RS256 tokens cycled through in the cache-miss run (more than cache_size, so every request misses)")
 	memoryTokens = flag.Int("memory-tokens", 1000000, "distinct valid tokens sent in the memory phase (0 skips it)")
 	only         = flag.String("only", "", "run only the paths whose name contains this")
-	profileDir   = flag.String("cpuprofile", "", "write Caddy's CPU profile during each path's last gatehouse run to this directory (go tool pprof reads them)")
+	profileDir   = flag.String("cpuprofile", "", "write Caddy's CPU profiles during each path's last round (the gatehouse run, and the baseline's as NAME-baseline) to this directory (go tool pprof reads them)")
 )
 
 const (
@@ -153,6 +153,9 @@ func run() error {
 		{name: "session in Redis (store redis, alice)", target: 0.90, cookie: sessionR, site: e.gateR},
 		{name: fmt.Sprintf("session in Redis (store redis, %d groups)", bigGroups), target: 0.85, cookie: sessionBigR, site: e.gateR},
 		{name: "bearer JWT, repeated (cache hit)", target: 0.90, bearer: repeated},
+		// What carrying the token costs with no gatehouse at all: bare
+		// Caddy sent it, against bare Caddy sent nothing.
+		{name: "bare Caddy sent the bearer token (no gatehouse)", target: 0.90, bearer: repeated, site: e.bare},
 		{name: "bearer JWT, new each request (miss, RS256)", target: 0.50, tokens: missFile},
 		{name: "bearer opaque, repeated (introspection cache hit)", target: 0.90, bearer: opaqueToken, site: e.gateI},
 		{name: "unauthenticated browser (302 + login cookie)", target: 1.0, headers: map[string]string{"Accept": "text/html"}, status: 302},
@@ -464,13 +467,19 @@ func (e *env) measure(p path) (result, error) {
 	}
 	fmt.Printf("%-52s", p.name)
 	for i := range *rounds {
+		var profiled chan error
+		if e.admin != "" && i == *rounds-1 {
+			profiled = make(chan error, 1)
+			go func() { profiled <- e.cpuProfile(p.name + " baseline") }()
+		}
 		b, err := e.runWrk(baseline+"/", bareScript)
 		if err != nil {
 			return res, err
 		}
-		var profiled chan error
-		if e.admin != "" && i == *rounds-1 {
-			profiled = make(chan error, 1)
+		if profiled != nil {
+			if err := <-profiled; err != nil {
+				return res, err
+			}
 			go func() { profiled <- e.cpuProfile(p.name) }()
 		}
 		g, err := e.runWrk(site+"/", gateScript)
