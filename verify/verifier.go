@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -82,6 +83,16 @@ type Verifier struct {
 	algs  map[string]bool
 	cache *lru.Cache[[sha256.Size]byte, cached]
 	stats counters
+	// lastHeader is the JOSE header parsed last, by its encoded form: a
+	// provider signs all its tokens under one header (the same alg, kid
+	// and typ), so a new token's header is rarely new.
+	lastHeader atomic.Pointer[parsedHeader]
+}
+
+// parsedHeader is a header and the encoded form it was parsed from.
+type parsedHeader struct {
+	enc string
+	h   header
 }
 
 // cached is a verified token's claims, servable until its exp while the
@@ -213,7 +224,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := parseHeader(parts.header)
+	h, err := v.header(parts.header)
 	if err != nil {
 		return nil, err
 	}
@@ -232,6 +243,21 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// header parses a token's encoded JOSE header, or takes it from
+// lastHeader when it is the same text.
+func (v *Verifier) header(enc string) (header, error) {
+	if last := v.lastHeader.Load(); last != nil && last.enc == enc {
+		return last.h, nil
+	}
+	h, err := parseHeader(enc)
+	if err != nil {
+		return h, err
+	}
+	// A copy: enc is part of the token, which the memo must not keep.
+	v.lastHeader.Store(&parsedHeader{enc: strings.Clone(enc), h: h})
+	return h, nil
 }
 
 func (v *Verifier) checkClaims(c *Claims) error {

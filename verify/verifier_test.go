@@ -286,3 +286,37 @@ func TestClaimsMap(t *testing.T) {
 		t.Fatalf("groups claim: %#v", c.Map()["groups"])
 	}
 }
+
+// TestHeaderMemo: one verifier sees tokens under several headers in turn
+// (two keys, two algorithms, a critical extension, another typ); the
+// header it remembers never stands in for another.
+func TestHeaderMemo(t *testing.T) {
+	rs, es := jwttest.NewKey("rs", "RS256"), jwttest.NewKey("es", "ES256")
+	v := newVerifier(t, staticKeys(t, rs, es), "RS256", "ES256")
+	// es's token with rs's kid: the header names a key that does not fit.
+	wrongKid := es.Sign(validClaims(), map[string]any{"kid": "rs"})
+	crit := rs.Sign(with(validClaims(), "jti", "c"), map[string]any{"crit": []string{"x-ext"}, "x-ext": 1})
+	atJWT := rs.Sign(with(validClaims(), "jti", "t"), map[string]any{"typ": "at+jwt"})
+	for i := range 3 {
+		for _, tc := range []struct {
+			name  string
+			token string
+			ok    bool
+			typ   string
+		}{
+			{"rs", rs.Sign(with(validClaims(), "jti", i), nil), true, "JWT"},
+			{"es", es.Sign(with(validClaims(), "jti", i), nil), true, "JWT"},
+			{"es signed, rs kid", wrongKid, false, ""},
+			{"crit", crit, false, ""},
+			{"at+jwt", atJWT, true, "at+jwt"},
+		} {
+			c, err := v.Verify(context.Background(), tc.token)
+			if (err == nil) != tc.ok {
+				t.Fatalf("round %d, %s: err = %v, want ok = %v", i, tc.name, err, tc.ok)
+			}
+			if err == nil && c.Type != tc.typ {
+				t.Fatalf("round %d, %s: typ %q, want %q", i, tc.name, c.Type, tc.typ)
+			}
+		}
+	}
+}
