@@ -1,8 +1,9 @@
 // Command bench is gatehouse's load benchmark: one Caddy binary (this
 // repository's cmd/caddy) serves a bare reverse_proxy site and
 // gatehouse-protected sites in front of the same small upstream, and wrk
-// loads each path in turn, alternating with the bare site (A B A B …), so
-// every figure is a ratio measured in the same run on the same machine.
+// loads each path in turn against the bare site, in rounds of two runs back
+// to back (A B, B A, …), so every figure is a ratio measured in the same run
+// on the same machine: the median of the rounds' ratios.
 //
 //	make bench        # or: go run ./bench
 //
@@ -57,7 +58,7 @@ var (
 	threads      = flag.Int("threads", 2, "wrk threads")
 	missTokens   = flag.Int("miss-tokens", 20000, "distinct RS256 tokens cycled through in the cache-miss run (more than cache_size, so every request misses)")
 	memoryTokens = flag.Int("memory-tokens", 1000000, "distinct valid tokens sent in the memory phase (0 skips it)")
-	only         = flag.String("only", "", "run only the paths whose name contains this")
+	only         = flag.String("only", "", "run only the paths whose name matches this regular expression")
 	profileDir   = flag.String("cpuprofile", "", "write Caddy's CPU profiles during each path's last round (the gatehouse run, and the baseline's as NAME-baseline) to this directory (go tool pprof reads them)")
 )
 
@@ -171,9 +172,13 @@ func run() error {
 		{name: "assertion on ÷ off: session (alice)", target: 0.97, cookie: sessionAlice, site: e.gateA, baseline: e.gate},
 		{name: "assertion on ÷ off: bearer (cache hit)", target: 0.97, cookie: "", bearer: repeated, site: e.gateA, baseline: e.gate},
 	}
+	onlyRE, err := regexp.Compile(*only)
+	if err != nil {
+		return fmt.Errorf("-only: %w", err)
+	}
 	var results []result
 	for _, p := range paths {
-		if *only != "" && !strings.Contains(p.name, *only) {
+		if !onlyRE.MatchString(p.name) {
 			continue
 		}
 		r, err := e.measure(p)
@@ -444,7 +449,7 @@ func median(rs []wrkResult, f func(wrkResult) float64) float64 {
 }
 
 // measure runs wrk against the bare site (without p's credentials) and
-// the gatehouse site (with them), alternating, *rounds times.
+// the gatehouse site (with them), back to back, *rounds times.
 func (e *env) measure(p path) (result, error) {
 	res := result{path: p}
 	site := cmp.Or(p.site, e.gate)
@@ -467,29 +472,30 @@ func (e *env) measure(p path) (result, error) {
 	}
 	fmt.Printf("%-52s", p.name)
 	for i := range *rounds {
-		var profiled chan error
-		if e.admin != "" && i == *rounds-1 {
-			profiled = make(chan error, 1)
-			go func() { profiled <- e.cpuProfile(p.name + " baseline") }()
-		}
-		b, err := e.runWrk(baseline+"/", bareScript)
-		if err != nil {
-			return res, err
-		}
-		if profiled != nil {
-			if err := <-profiled; err != nil {
-				return res, err
+		// run measures one side; in the last round, under a CPU profile.
+		run := func(target, script, profile string) (wrkResult, error) {
+			if e.admin == "" || i != *rounds-1 {
+				return e.runWrk(target, script)
 			}
-			go func() { profiled <- e.cpuProfile(p.name) }()
+			profiled := make(chan error, 1)
+			go func() { profiled <- e.cpuProfile(profile) }()
+			r, err := e.runWrk(target, script)
+			return r, cmp.Or(err, <-profiled)
 		}
-		g, err := e.runWrk(site+"/", gateScript)
-		if err != nil {
+		// The two sides of a round run back to back, in turn first (A B,
+		// B A, …), so that a drift of the machine's speed during a round
+		// does not always count against the same side.
+		var b, g wrkResult
+		var errB, errG error
+		if i%2 == 0 {
+			b, errB = run(baseline+"/", bareScript, p.name+" baseline")
+			g, errG = run(site+"/", gateScript, p.name)
+		} else {
+			g, errG = run(site+"/", gateScript, p.name)
+			b, errB = run(baseline+"/", bareScript, p.name+" baseline")
+		}
+		if err := cmp.Or(errB, errG); err != nil {
 			return res, err
-		}
-		if profiled != nil {
-			if err := <-profiled; err != nil {
-				return res, err
-			}
 		}
 		if g.non2xx > 0 && p.status == 0 {
 			return res, fmt.Errorf("gatehouse answered %d non-2xx responses: the path is not what it claims", g.non2xx)
@@ -674,12 +680,17 @@ func printTable(results []result) {
 	p99 := func(r wrkResult) float64 { return float64(r.p99) }
 	for _, r := range results {
 		b, g := median(r.bare, rps), median(r.gate, rps)
-		// The ratio of medians; each round's own ratio is in the spread.
-		var ratios []float64
+		// The median of the rounds' own ratios: each round's two runs are
+		// back to back, so a drift of the machine's speed between rounds
+		// does not move it (a ratio of medians would pair runs minutes
+		// apart). The range is the rounds' ratios.
+		var ratios, cpuRatios []float64
 		for i := range r.bare {
 			ratios = append(ratios, r.gate[i].rps/r.bare[i].rps)
+			cpuRatios = append(cpuRatios, float64(r.gate[i].cpu)/float64(r.bare[i].cpu))
 		}
 		slices.Sort(ratios)
+		slices.Sort(cpuRatios)
 		// The Cookie header the gatehouse site got; the bare site got none.
 		cookie := "—"
 		if r.cookie != "" {
@@ -687,8 +698,8 @@ func printTable(results []result) {
 		}
 		bc, gc := median(r.bare, cpu), median(r.gate, cpu)
 		fmt.Printf("| %s | %.0f | %.0f | **%.2f** (%.2f–%.2f) | %s | ≥ %.2f | %.1f → %.1f µs (%+.0f%%) | %s | %s | %s | %s |\n",
-			r.name, b, g, g/b, ratios[0], ratios[len(ratios)-1], cookie, r.target,
-			bc/1e3, gc/1e3, (gc/bc-1)*100,
+			r.name, b, g, ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], cookie, r.target,
+			bc/1e3, gc/1e3, (cpuRatios[len(cpuRatios)/2]-1)*100,
 			dur(median(r.gate, p50)), dur(median(r.gate, p99)), dur(median(r.bare, p50)), dur(median(r.bare, p99)))
 	}
 	fmt.Println("\n(In the \"metrics on ÷ metrics off\" rows, \"bare\" is the same gatehouse block with `metrics off`, sent the same credentials.)")
