@@ -89,6 +89,9 @@ type Verifier struct {
 	lastHeader atomic.Pointer[parsedHeader]
 }
 
+// maxMemoHeader bounds the encoded headers lastHeader keeps.
+const maxMemoHeader = 512
+
 // parsedHeader is a header and the encoded form it was parsed from.
 type parsedHeader struct {
 	enc string
@@ -255,8 +258,12 @@ func (v *Verifier) header(enc string) (header, error) {
 	if err != nil {
 		return h, err
 	}
-	// A copy: enc is part of the token, which the memo must not keep.
-	v.lastHeader.Store(&parsedHeader{enc: strings.Clone(enc), h: h})
+	// A copy: enc is part of the token, which the memo must not keep. A
+	// provider's header is well under the bound; a longer one is not worth
+	// keeping.
+	if len(enc) <= maxMemoHeader {
+		v.lastHeader.Store(&parsedHeader{enc: strings.Clone(enc), h: h})
+	}
 	return h, nil
 }
 
