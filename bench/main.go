@@ -59,6 +59,7 @@ var (
 	missTokens   = flag.Int("miss-tokens", 20000, "distinct RS256 tokens cycled through in the cache-miss run (more than cache_size, so every request misses)")
 	memoryTokens = flag.Int("memory-tokens", 1000000, "distinct valid tokens sent in the memory phase (0 skips it)")
 	only         = flag.String("only", "", "run only the paths whose name matches this regular expression")
+	pin          = flag.Bool("pin", false, "give Caddy a CPU of its own (the last; GOMAXPROCS=1) and run wrk, the upstream, the provider and Redis on the others, as in production, where clients and upstreams do not share the gateway's CPUs (needs taskset and 2+ CPUs)")
 	profileDir   = flag.String("cpuprofile", "", "write Caddy's CPU profiles during each path's last round (the gatehouse run, and the baseline's as NAME-baseline) to this directory (go tool pprof reads them)")
 )
 
@@ -75,10 +76,41 @@ var scopes = []string{"openid", "email", "profile"}
 
 func main() {
 	flag.Parse()
+	if *pin && os.Getenv(pinnedEnv) == "" {
+		os.Exit(runPinned())
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// pinnedEnv names, in the bench process that -pin started on the CPUs it
+// leaves to everything but Caddy, the CPU Caddy gets.
+const pinnedEnv = "GATEHOUSE_BENCH_CADDY_CPU"
+
+// runPinned runs this bench again on every CPU but the last, which it
+// leaves to Caddy (the bench's children — wrk, Redis — inherit that), and
+// returns its exit code.
+func runPinned() int {
+	n := runtime.NumCPU()
+	if n < 2 {
+		fmt.Fprintln(os.Stderr, "bench: -pin needs two CPUs or more")
+		return 1
+	}
+	others := fmt.Sprintf("0-%d", n-2)
+	cmd := exec.Command("taskset", append([]string{"-c", others, os.Args[0]}, os.Args[1:]...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), pinnedEnv+"="+strconv.Itoa(n-1))
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode()
+		}
+		fmt.Fprintln(os.Stderr, "bench: -pin:", err)
+		return 1
+	}
+	return 0
 }
 
 type env struct {
@@ -112,7 +144,11 @@ func run() error {
 	defer e.stop()
 
 	fmt.Printf("gatehouse load benchmark — %s, %d CPUs, %s\n", time.Now().Format("2006-01-02"), runtime.NumCPU(), cpuModel())
-	fmt.Printf("wrk -t%d -c%d -d%s, %d rounds of bare/gatehouse per path\n\n", *threads, *connections, *duration, *rounds)
+	fmt.Printf("wrk -t%d -c%d -d%s, %d rounds of bare/gatehouse per path\n", *threads, *connections, *duration, *rounds)
+	if *pin {
+		fmt.Printf("pinned: Caddy alone on CPU %s (GOMAXPROCS=1), everything else on the others\n", os.Getenv(pinnedEnv))
+	}
+	fmt.Println()
 
 	if err := e.start(); err != nil {
 		return err
@@ -310,9 +346,14 @@ func (e *env) start() error {
 	if err := os.WriteFile(cf, []byte(caddyfile), 0o600); err != nil {
 		return err
 	}
-	e.caddy = exec.Command(caddyBin, "run", "--config", cf, "--adapter", "caddyfile")
+	args, procs := []string{caddyBin, "run", "--config", cf, "--adapter", "caddyfile"}, runtime.NumCPU()
+	if *pin {
+		// taskset execs Caddy in its own process: the PID stays Caddy's.
+		args, procs = append([]string{"taskset", "-c", os.Getenv(pinnedEnv)}, args...), 1
+	}
+	e.caddy = exec.Command(args[0], args[1:]...)
 	e.caddy.Stdout, e.caddy.Stderr = io.Discard, os.Stderr
-	e.caddy.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(runtime.NumCPU()))
+	e.caddy.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(procs))
 	if err := e.caddy.Start(); err != nil {
 		return err
 	}
