@@ -164,6 +164,34 @@ func TestRSAKeyAgreesWithCryptoRSA(t *testing.T) {
 	}
 }
 
+// TestRSAKeyAgreesAtOtherSizes: providers also publish 3072- and 4096-bit
+// keys, which bigmod multiplies without its 2048-bit special case.
+func TestRSAKeyAgreesAtOtherSizes(t *testing.T) {
+	input := []byte("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9")
+	for _, bits := range []int{3072, 4096} {
+		priv, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for alg, h := range rsaHashes {
+			sig, err := rsa.SignPKCS1v15(nil, priv, h, digestOf(alg, input))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !agree(t, &priv.PublicKey, alg, input, sig) {
+				t.Fatalf("%d bits, %s: a valid signature was refused", bits, alg)
+			}
+			for _, i := range []int{0, len(sig) / 2, len(sig) - 1} {
+				bad := bytes.Clone(sig)
+				bad[i] ^= 0x40
+				if agree(t, &priv.PublicKey, alg, input, bad) {
+					t.Fatalf("%d bits, %s: a signature with byte %d changed passed", bits, alg, i)
+				}
+			}
+		}
+	}
+}
+
 // TestNewRSAKeyRefusesWhatCryptoRSARefuses: keys crypto/rsa refuses are
 // not prepared, so their tokens go through crypto/rsa and fail there.
 func TestNewRSAKeyRefusesWhatCryptoRSARefuses(t *testing.T) {
