@@ -143,7 +143,11 @@ func run() error {
 	e := &env{tmp: tmp}
 	defer e.stop()
 
-	fmt.Printf("gatehouse load benchmark — %s, %d CPUs, %s\n", time.Now().Format("2006-01-02"), runtime.NumCPU(), cpuModel())
+	cpus := runtime.NumCPU() // a pinned bench sees only its own CPUs
+	if *pin {
+		cpus++
+	}
+	fmt.Printf("gatehouse load benchmark — %s, %d CPUs, %s\n", time.Now().Format("2006-01-02"), cpus, cpuModel())
 	fmt.Printf("wrk -t%d -c%d -d%s, %d rounds of bare/gatehouse per path\n", *threads, *connections, *duration, *rounds)
 	if *pin {
 		fmt.Printf("pinned: Caddy alone on CPU %s (GOMAXPROCS=1), everything else on the others\n", os.Getenv(pinnedEnv))
@@ -192,7 +196,7 @@ func run() error {
 		{name: "bearer JWT, repeated (cache hit)", target: 0.90, bearer: repeated},
 		// What carrying the token costs with no gatehouse at all: bare
 		// Caddy sent it, against bare Caddy sent nothing.
-		{name: "bare Caddy sent the bearer token (no gatehouse)", target: 0.90, bearer: repeated, site: e.bare},
+		{name: "bare Caddy sent the bearer token (no gatehouse)", bearer: repeated, site: e.bare},
 		{name: "bearer JWT, new each request (miss, RS256)", target: 0.70, tokens: missFile},
 		{name: "bearer opaque, repeated (introspection cache hit)", target: 0.90, bearer: opaqueToken, site: e.gateI},
 		{name: "unauthenticated browser (302 + login cookie)", target: 1.0, headers: map[string]string{"Accept": "text/html"}, status: 302},
@@ -737,9 +741,13 @@ func printTable(results []result) {
 		if r.cookie != "" {
 			cookie = strconv.Itoa(len(r.cookie))
 		}
+		target := "—" // a reference row, not a gatehouse path
+		if r.target > 0 {
+			target = fmt.Sprintf("≥ %.2f", r.target)
+		}
 		bc, gc := median(r.bare, cpu), median(r.gate, cpu)
-		fmt.Printf("| %s | %.0f | %.0f | **%.2f** (%.2f–%.2f) | %s | ≥ %.2f | %.1f → %.1f µs (%+.0f%%) | %s | %s | %s | %s |\n",
-			r.name, b, g, ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], cookie, r.target,
+		fmt.Printf("| %s | %.0f | %.0f | **%.2f** (%.2f–%.2f) | %s | %s | %.1f → %.1f µs (%+.0f%%) | %s | %s | %s | %s |\n",
+			r.name, b, g, ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1], cookie, target,
 			bc/1e3, gc/1e3, (cpuRatios[len(cpuRatios)/2]-1)*100,
 			dur(median(r.gate, p50)), dur(median(r.gate, p99)), dur(median(r.bare, p50)), dur(median(r.bare, p99)))
 	}
