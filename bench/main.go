@@ -127,6 +127,7 @@ type env struct {
 	gateM                           string // gate with `metrics off`
 	gateA                           string // gate with `assertion`
 	gateI                           string // gate with bearer { introspection } at introspect
+	bareS                           string // bare, removing the Cookie header before proxying, as gatehouse does
 	introspect                      *httptest.Server
 	assertionKey                    string // its signing_key: a {file.*} placeholder
 }
@@ -189,6 +190,10 @@ func run() error {
 
 	paths := []path{
 		{name: "session, default settings (alice)", target: 0.90, cookie: sessionAlice},
+		// What carrying the cookie costs with no gatehouse at all: bare
+		// Caddy sent it (and removing it before proxying, as gatehouse
+		// does), against bare Caddy sent nothing.
+		{name: "bare Caddy sent the session cookie (no gatehouse)", cookie: sessionAlice, site: e.bareS},
 		{name: fmt.Sprintf("session, %d groups", bigGroups), target: 0.85, cookie: sessionBig},
 		{name: fmt.Sprintf("session, %d groups, pass_access_token", bigGroups), target: 0.85, cookie: sessionBigP, site: e.gateP},
 		{name: "session in Redis (store redis, alice)", target: 0.90, cookie: sessionR, site: e.gateR},
@@ -295,17 +300,17 @@ func (e *env) start() error {
 	if e.redis, err = testredis.StartProcess(filepath.Join(e.tmp, "redis")); err != nil {
 		return err
 	}
-	ports, err := harness.FreePorts(10)
+	ports, err := harness.FreePorts(11)
 	if err != nil {
 		return err
 	}
 	admin := "off"
 	if *profileDir != "" {
 		// Caddy's admin endpoint serves /debug/pprof.
-		e.admin = fmt.Sprintf("127.0.0.1:%d", ports[9])
+		e.admin = fmt.Sprintf("127.0.0.1:%d", ports[10])
 		admin = e.admin
 	}
-	httpPort, sites := ports[0], []*string{&e.bare, &e.gate, &e.gateE, &e.gateR, &e.gateP, &e.gateM, &e.gateA, &e.gateI}
+	httpPort, sites := ports[0], []*string{&e.bare, &e.gate, &e.gateE, &e.gateR, &e.gateP, &e.gateM, &e.gateA, &e.gateI, &e.bareS}
 	for i, s := range sites {
 		*s = fmt.Sprintf("http://127.0.0.1:%d", ports[i+1])
 	}
@@ -336,6 +341,7 @@ func (e *env) start() error {
 }
 `, admin, httpPort) +
 		site(e.bare, "") +
+		site(e.bareS, "\trequest_header -Cookie\n") +
 		site(e.gate, fmt.Sprintf("\tgatehouse {\n%s\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, audience, cacheSize)) +
 		site(e.gateI, fmt.Sprintf("\tgatehouse {\n%s\t\tbearer {\n\t\t\taudience %s\n\t\t\tintrospection {\n\t\t\t\tendpoint %s\n\t\t\t}\n\t\t}\n\t}\n", login, audience, e.introspect.URL)) +
 		site(e.gateA, fmt.Sprintf("\tgatehouse {\n%s\t\tassertion {\n\t\t\tsigning_key %s\n\t\t}\n\t\tbearer {\n\t\t\taudience %s\n\t\t\tcache_size %d\n\t\t}\n\t}\n", login, e.assertionKey, audience, cacheSize)) +
